@@ -1,0 +1,142 @@
+"""The taxi trip assets: source file → staging table → `{taxi}_tripdata`, per colour × month.
+
+One step loads both tables (`can_subset=False`): the staging table only exists to be merged, so
+materialising either asset from the UI or the CLI runs the whole load for that partition.
+"""
+
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import dagster as dg
+
+from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
+from taxi_assets.resources import TaxiSource, warehouse_from_env
+from taxi_assets.source import SourceError, SourceUnavailable, TripCsv
+from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
+from taxi_assets.warehouse import MergedPartition, StagedPartition, TaxiWarehouse, WarehouseError
+
+GROUP = "taxi"
+SOURCE_FILE = dg.AssetKey("taxi_source_file")
+STAGING = dg.AssetKey("taxi_trips_staging")
+TRIPS = dg.AssetKey("taxi_trips")
+WAREHOUSE_KIND = warehouse_from_env().kind
+
+taxi_source_file = dg.AssetSpec(
+    SOURCE_FILE,
+    description=(
+        "A month of NYC TLC trips as published by DataTalksClub (`nyc-tlc-data` releases): "
+        "`{taxi}_tripdata_{YYYY-MM}.csv.gz`, read from TAXI_SOURCE_URL."
+    ),
+    group_name=GROUP,
+    kinds={"csv"},
+    partitions_def=taxi_month_partitions,
+)
+
+
+@dg.multi_asset(
+    name="load_taxi_trips",
+    specs=[
+        dg.AssetSpec(
+            STAGING,
+            deps=[SOURCE_FILE],
+            description=(
+                "The file's rows bulk-loaded (COPY) into `{taxi}_tripdata_staging_{YYYY_MM}`, "
+                "with the seed flow's md5 `unique_row_id` and the `filename`. Dropped once merged."
+            ),
+            group_name=GROUP,
+            kinds={WAREHOUSE_KIND},
+            partitions_def=taxi_month_partitions,
+        ),
+        dg.AssetSpec(
+            TRIPS,
+            deps=[STAGING],
+            description=(
+                "`green_tripdata` / `yellow_tripdata`: every row of every loaded file, once per "
+                "source row. Loading a month replaces that file's rows in one transaction."
+            ),
+            group_name=GROUP,
+            kinds={WAREHOUSE_KIND},
+            partitions_def=taxi_month_partitions,
+        ),
+    ],
+    can_subset=False,
+)
+def load_taxi_trips(
+    context: dg.AssetExecutionContext, source: TaxiSource, warehouse: TaxiWarehouse
+) -> Iterator[dg.MaterializeResult]:
+    partition = TaxiPartition.from_key(context.partition_key)
+    schema = TRIP_SCHEMAS[partition.taxi]
+    # Kestra's `set_label` task: the run says which file it loads, whoever launched it.
+    context.instance.add_run_tags(
+        context.run.run_id, {"taxi": partition.taxi, "file": partition.filename}
+    )
+    started = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            download_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="taxi_assets-"))
+            fetched = source.fetch(partition, Path(download_dir))
+            csv = stack.enter_context(TripCsv(fetched.path, schema, partition.source_filename))
+            load = stack.enter_context(warehouse.open_partition(schema, partition))
+            staged = load.stage(csv)
+            yield _staging_result(warehouse, staged, fetched.url, fetched.bytes, csv.rows, started)
+            merge_started = time.monotonic()
+            merged = load.merge()
+    except SourceError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    except (SourceUnavailable, WarehouseError) as error:
+        raise dg.Failure(description=str(error)) from None
+    context.log.info(
+        f"{partition.filename}: {merged.rows} rows in {merged.table} "
+        f"(replaced {merged.replaced_rows}) in {time.monotonic() - started:.1f}s"
+    )
+    yield _trips_result(warehouse, schema, merged, csv.rows, started, merge_started)
+
+
+def _staging_result(
+    warehouse: TaxiWarehouse,
+    staged: StagedPartition,
+    url: str,
+    size: int,
+    source_rows: int,
+    started: float,
+) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        asset_key=STAGING,
+        metadata={
+            "source_url": dg.MetadataValue.url(url),
+            "source_bytes": size,
+            "source_rows": source_rows,
+            "exact_duplicate_rows": staged.exact_duplicate_rows,
+            "pickup_outside_month": staged.pickup_outside_month,
+            "stage_seconds": round(time.monotonic() - started, 3),
+            "dagster/table_name": warehouse.qualified_table(staged.table.split(".")[-1]),
+            "dagster/partition_row_count": staged.rows,
+        },
+    )
+
+
+def _trips_result(
+    warehouse: TaxiWarehouse,
+    schema: TripSchema,
+    merged: MergedPartition,
+    source_rows: int,
+    started: float,
+    merge_started: float,
+) -> dg.MaterializeResult:
+    columns = [dg.TableColumn(name, type_) for name, type_ in warehouse.column_types(schema)]
+    return dg.MaterializeResult(
+        asset_key=TRIPS,
+        metadata={
+            "source_rows": source_rows,
+            "rows_in_table": merged.rows,
+            "replaced_rows": merged.replaced_rows,
+            "merge_seconds": round(time.monotonic() - merge_started, 3),
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "dagster/table_name": warehouse.qualified_table(schema.table),
+            "dagster/partition_row_count": merged.rows,
+            "dagster/column_schema": dg.TableSchema(columns=columns),
+        },
+    )

@@ -1,0 +1,58 @@
+"""Colour × month partitions: keys read `2019-01|green` (Dagster orders dimensions by name).
+
+The month dimension starts at 2019-01, the first month of the DataTalksClub release, and has no
+end date: `end_offset=1` makes the current calendar month a partition as soon as it starts, so a
+schedule can target either the month that just ended or the month it fires in. Months the source
+has not published simply fail (or, under the schedules, are skipped) with a clear message.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import dagster as dg
+
+from taxi_assets.trip_schema import TAXI_COLOURS
+
+FIRST_MONTH = "2019-01"
+
+taxi_dimension = dg.StaticPartitionsDefinition(list(TAXI_COLOURS))
+month_dimension = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, fmt="%Y-%m", end_offset=1)
+taxi_month_partitions = dg.MultiPartitionsDefinition(
+    {"taxi": taxi_dimension, "month": month_dimension}
+)
+
+
+@dataclass(frozen=True)
+class TaxiPartition:
+    """One colour-month: what a run loads, and the names derived from it."""
+
+    taxi: str
+    month: str  # YYYY-MM
+
+    @classmethod
+    def from_key(cls, key: str | dg.MultiPartitionKey) -> "TaxiPartition":
+        dims = taxi_month_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
+        return cls(taxi=dims["taxi"], month=dims["month"])
+
+    @property
+    def key(self) -> dg.MultiPartitionKey:
+        return dg.MultiPartitionKey({"taxi": self.taxi, "month": self.month})
+
+    @property
+    def filename(self) -> str:
+        """The CSV name stored in the `filename` column, as the Kestra flow stores it."""
+        return f"{self.taxi}_tripdata_{self.month}.csv"
+
+    @property
+    def source_filename(self) -> str:
+        return f"{self.filename}.gz"
+
+    @property
+    def month_start(self) -> date:
+        return datetime.strptime(self.month, "%Y-%m").date()
+
+    @property
+    def month_end(self) -> date:
+        """The first day of the next month (exclusive bound)."""
+        start = self.month_start
+        return date(start.year + start.month // 12, start.month % 12 + 1, 1)

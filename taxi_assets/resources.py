@@ -1,0 +1,67 @@
+"""Resources: where files come from and where trips land, configured from the environment.
+
+This is the analogue of Kestra's `pluginDefaults`: one place that says which server to use.
+A variable that is set becomes a `dg.EnvVar` (the UI shows its name, never its value); an unset
+one falls back to the libpq-style default.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.postgres import PostgresWarehouse
+from taxi_assets.source import DEFAULT_SOURCE_URL, FetchedFile, fetch, redact_url, source_url
+from taxi_assets.warehouse import TaxiWarehouse
+
+
+class TaxiSource(dg.ConfigurableResource):
+    """The monthly trip files: `{base_url}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz`."""
+
+    base_url: str = Field(
+        default=DEFAULT_SOURCE_URL,
+        description="Release base URL (TAXI_SOURCE_URL): https://, file:// or a directory.",
+    )
+    timeout_seconds: float = Field(default=60.0, description="Read timeout per request.")
+    retries: int = Field(default=3, description="Retries of a failed request, with backoff.")
+
+    def url(self, partition: TaxiPartition) -> str:
+        return source_url(self.base_url, partition.taxi, partition.source_filename)
+
+    def safe_url(self, partition: TaxiPartition) -> str:
+        return redact_url(self.url(partition))
+
+    def fetch(self, partition: TaxiPartition, download_dir: Path) -> FetchedFile:
+        return fetch(
+            self.url(partition),
+            download_dir,
+            timeout_seconds=self.timeout_seconds,
+            retries=self.retries,
+        )
+
+
+def _env(name: str, default: object, as_int: bool = False) -> object:
+    if not os.environ.get(name):
+        return default
+    return dg.EnvVar.int(name) if as_int else dg.EnvVar(name)
+
+
+def postgres_from_env() -> PostgresWarehouse:
+    return PostgresWarehouse(
+        host=_env("PGHOST", "localhost"),
+        port=_env("PGPORT", 5432, as_int=True),
+        user=_env("PGUSER", "postgres"),
+        password=_env("PGPASSWORD", None),
+        database=_env("PGDATABASE", "postgres"),
+        target_schema=_env("TAXI_PG_SCHEMA", "public"),
+    )
+
+
+def warehouse_from_env() -> TaxiWarehouse:
+    return postgres_from_env()
+
+
+def source_from_env() -> TaxiSource:
+    return TaxiSource(base_url=_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL))

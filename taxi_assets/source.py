@@ -1,0 +1,219 @@
+"""The monthly trip files: where they live, how they are fetched, and how they are read.
+
+A file is `{base}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz`. `base` is the DataTalksClub release by
+default; an `http(s)://` mirror, a `file://` URL or a plain directory work the same way.
+Reading checks the gzip stream and the header as it goes and counts the data lines, so the
+count of rows in the file is known independently of what the warehouse says it loaded.
+"""
+
+import gzip
+import shutil
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.util import Retry
+
+from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
+
+DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
+CHUNK_BYTES = 1 << 20
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class SourceError(Exception):
+    """The source file is missing or unusable: retrying will not help."""
+
+
+class MonthNotPublished(SourceError):
+    """The source has no file for this month (HTTP 404 or a missing local file)."""
+
+
+class SourceUnavailable(Exception):
+    """The source could not be reached or the transfer broke off: worth retrying later."""
+
+
+def source_url(base_url: str, taxi: str, filename: str) -> str:
+    return f"{base_url.rstrip('/')}/{taxi}/{filename}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials or query string (signed URLs carry tokens there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    path: Path
+    url: str  # redacted, safe to log
+    bytes: int
+
+
+def fetch(
+    url: str, download_dir: Path, *, timeout_seconds: float = 60.0, retries: int = 3
+) -> FetchedFile:
+    """Make the file at `url` available as a local path.
+
+    HTTP downloads stream into `download_dir` (the caller removes it); connection errors and 5xx
+    answers are retried with exponential backoff by urllib3. Local files are read in place.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme in ("http", "https"):
+        return _download(url, download_dir, timeout_seconds, retries)
+    path = Path(unquote(urlsplit(url).path)) if scheme == "file" else Path(url)
+    if not path.is_file():
+        raise MonthNotPublished(f"{path.name} is not published: no such file {path}")
+    return FetchedFile(path=path, url=redact_url(url), bytes=path.stat().st_size)
+
+
+def _download(url: str, download_dir: Path, timeout: float, retries: int) -> FetchedFile:
+    safe_url = redact_url(url)
+    destination = download_dir / Path(urlsplit(url).path).name
+    retry = Retry(
+        total=retries,
+        backoff_factor=1.0,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+        raise_on_status=False,
+    )
+    with requests.Session() as session:
+        session.mount("http://", HTTPAdapter(max_retries=retry))
+        session.mount("https://", HTTPAdapter(max_retries=retry))
+        try:
+            with session.get(url, stream=True, timeout=(10.0, timeout)) as response:
+                _raise_for_status(response, safe_url)
+                with destination.open("wb") as out:
+                    # The raw stream: the .gz bytes as published, never transparently decoded.
+                    shutil.copyfileobj(response.raw, out, CHUNK_BYTES)
+        except (requests.RequestException, Urllib3Error) as error:
+            raise SourceUnavailable(
+                f"could not download {safe_url}: {type(error).__name__}: {error}"
+            ) from None
+    return FetchedFile(path=destination, url=safe_url, bytes=destination.stat().st_size)
+
+
+def _raise_for_status(response: requests.Response, safe_url: str) -> None:
+    if response.status_code == 404:
+        raise MonthNotPublished(
+            f"{Path(urlsplit(safe_url).path).name} is not published at the source "
+            f"(HTTP 404 for {safe_url})"
+        )
+    if 400 <= response.status_code < 500:
+        raise SourceError(f"the source refused {safe_url}: HTTP {response.status_code}")
+    if response.status_code >= 500:
+        raise SourceUnavailable(f"the source failed for {safe_url}: HTTP {response.status_code}")
+
+
+class TripCsv:
+    """A gzipped trip CSV read in chunks, header first, for a bulk loader to stream.
+
+    Opening it checks that the file is gzip and that its header is `schema`'s. `rows` counts data
+    lines as the chunks go by; gzip damage anywhere becomes a `SourceError` naming the file.
+    """
+
+    def __init__(self, path: Path, schema: TripSchema, name: str):
+        self.name = name
+        self.rows = 0
+        self._path = path
+        self._gzip = gzip.open(path, "rb")  # noqa: SIM115 - closed by close() / __exit__
+        try:
+            self.header_line = self._read_header()
+            check_header(schema, _split_header(self.header_line), name)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._gzip.close()
+
+    def __enter__(self) -> "TripCsv":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file's bytes, header line included, in chunks of about 1 MiB."""
+        yield self.header_line
+        last_byte = b"\n"
+        while chunk := self._read(CHUNK_BYTES):
+            self.rows += chunk.count(b"\n")
+            last_byte = chunk[-1:]
+            yield chunk
+        if last_byte != b"\n":
+            self.rows += 1  # a last line without a line ending
+
+    def _read_header(self) -> bytes:
+        line = self._guarded(lambda: self._gzip.readline(MAX_HEADER_BYTES))
+        if not line.strip():
+            raise SourceError(f"{self.name} is empty: no header line")
+        if not line.endswith(b"\n") and len(line) >= MAX_HEADER_BYTES:
+            raise SourceError(f"{self.name}: the first line is not a CSV header")
+        return line
+
+    def _read(self, size: int) -> bytes:
+        return self._guarded(lambda: self._gzip.read(size))
+
+    def _guarded(self, read):
+        try:
+            return read()
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            raise SourceError(self._describe_gzip_error(error)) from None
+
+    def _describe_gzip_error(self, error: Exception) -> str:
+        with self._path.open("rb") as raw:
+            start = raw.read(256).lstrip().lower()
+        if start.startswith((b"<!doctype html", b"<html", b"<")):
+            return (
+                f"{self.name} is an HTML page, not a gzip file: the source URL probably "
+                "points at a web page (a login or error page)"
+            )
+        where = f"after {self._gzip_offset()} decompressed bytes"
+        if isinstance(error, EOFError):
+            return f"{self.name} is truncated: the gzip stream ends early ({where})"
+        return f"{self.name} is not a valid gzip file ({where}): {error}"
+
+    def _gzip_offset(self) -> int:
+        try:
+            return self._gzip.tell()
+        except (OSError, ValueError):
+            return 0
+
+
+def _split_header(line: bytes) -> list[str]:
+    text = line.decode("utf-8-sig", errors="replace").strip()
+    return [name.strip().strip('"') for name in text.split(",")]
+
+
+def check_header(schema: TripSchema, header: list[str], name: str) -> None:
+    """Fail with the differing columns when `header` is not `schema`'s header."""
+    expected = [column.lower() for column in schema.header]
+    found = [column.lower() for column in header]
+    if found == expected:
+        return
+    missing = [c for c in schema.header if c.lower() not in found]
+    unexpected = [c for c in header if c.lower() not in expected]
+    problem = "; ".join(
+        part
+        for part in (
+            f"missing {', '.join(missing)}" if missing else "",
+            f"unexpected {', '.join(unexpected)}" if unexpected else "",
+            "same columns in another order" if not (missing or unexpected) else "",
+        )
+        if part
+    )
+    other = [s.taxi for s in TRIP_SCHEMAS.values() if [c.lower() for c in s.header] == found]
+    hint = f" It is a {other[0]} trip file." if other and other[0] != schema.taxi else ""
+    raise SourceError(
+        f"{name}: the header does not match the {schema.taxi} trip schema "
+        f"({len(header)} columns, expected {len(expected)}): {problem}.{hint}"
+    )

@@ -1,0 +1,148 @@
+"""Real parts: a PostgreSQL database per test session (a schema per test) and a local HTTP
+server that serves trip files laid out as the DataTalksClub release is."""
+
+import functools
+import gzip
+import http.server
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from taxi_assets.assets import load_taxi_trips
+from taxi_assets.checks import taxi_trip_checks
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.postgres import PostgresWarehouse
+from taxi_assets.resources import TaxiSource
+
+REAL_DATA = Path(__file__).parent / "data" / "real"
+PG = {
+    "host": os.environ.get("PGHOST", "127.0.0.1"),
+    "port": int(os.environ.get("PGPORT", "5432")),
+    "user": os.environ.get("PGUSER", "postgres"),
+    "password": os.environ.get("PGPASSWORD") or None,
+}
+
+
+def _admin_connection() -> psycopg.Connection:
+    return psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5, **PG)
+
+
+@pytest.fixture(scope="session")
+def test_database() -> Iterator[str]:
+    """A database of its own for this test session, dropped afterwards."""
+    try:
+        admin = _admin_connection()
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true and is not reachable: {error}")
+        pytest.skip(f"PostgreSQL is not reachable: {error}")
+    name = f"taxi_assets_test_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with _admin_connection() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def warehouse(test_database: str) -> Iterator[PostgresWarehouse]:
+    """The warehouse resource pointed at a fresh schema, dropped after the test."""
+    schema_name = f"t_{uuid.uuid4().hex[:10]}"
+    yield PostgresWarehouse(
+        host=PG["host"],
+        port=PG["port"],
+        user=PG["user"],
+        password=PG["password"],
+        database=test_database,
+        target_schema=schema_name,
+    )
+    with psycopg.connect(dbname=test_database, autocommit=True, **PG) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
+
+
+@pytest.fixture
+def db(warehouse: PostgresWarehouse) -> Iterator[psycopg.Connection]:
+    """A connection to the test database with the test's schema first on the search path."""
+    with psycopg.connect(dbname=warehouse.database, autocommit=True, **PG) as connection:
+        connection.execute(f'SET search_path = "{warehouse.target_schema}", public')
+        yield connection
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A real HTTP server on 127.0.0.1 serving a temporary directory."""
+    root = tmp_path_factory.mktemp("http_root")
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class Mirror:
+    """A test's own corner of the HTTP server: `{url}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz`."""
+
+    def __init__(self, directory: Path, url: str):
+        self.directory = directory
+        self.url = url
+
+    def path(self, partition: TaxiPartition) -> Path:
+        path = self.directory / partition.taxi / partition.source_filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def put_bytes(self, partition: TaxiPartition, data: bytes) -> Path:
+        path = self.path(partition)
+        path.write_bytes(data)
+        return path
+
+    def put_csv(self, partition: TaxiPartition, csv_path: Path) -> Path:
+        """Publish a plain CSV (a real sample) gzipped, as the release does."""
+        with csv_path.open("rb") as source, gzip.open(self.path(partition), "wb") as target:
+            shutil.copyfileobj(source, target)
+        return self.path(partition)
+
+    def put_gz(self, partition: TaxiPartition, gz_path: Path) -> Path:
+        shutil.copyfile(gz_path, self.path(partition))
+        return self.path(partition)
+
+    def source(self) -> TaxiSource:
+        return TaxiSource(base_url=self.url, retries=1, timeout_seconds=10)
+
+
+@pytest.fixture
+def mirror(http_root: tuple[Path, str]) -> Mirror:
+    root, url = http_root
+    name = uuid.uuid4().hex[:10]
+    (root / name).mkdir()
+    return Mirror(root / name, f"{url}/{name}")
+
+
+@pytest.fixture
+def load(mirror: Mirror, warehouse: PostgresWarehouse):
+    """Materialise one partition the way a run does (assets + checks), in this process."""
+
+    def _load(key: str, *, raise_on_error: bool = True, **kwargs) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [load_taxi_trips, *taxi_trip_checks],
+            partition_key=key,
+            resources={"source": mirror.source(), "warehouse": warehouse},
+            raise_on_error=raise_on_error,
+            **kwargs,
+        )
+
+    return _load

@@ -1,0 +1,254 @@
+"""Loading partitions into real PostgreSQL through real Dagster runs."""
+
+import collections
+import tempfile
+import threading
+
+import dagster as dg
+
+from taxi_assets.assets import load_taxi_trips
+from taxi_assets.checks import rows_match_source
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets_tests.conftest import REAL_DATA
+from taxi_assets_tests.helpers import (
+    check_results,
+    fingerprint,
+    metadata,
+    rows_per_file,
+    staging_metadata,
+    table_exists,
+)
+from taxi_assets_tests.synthetic import (
+    csv_lines,
+    expected_unique_row_id,
+    write_csv_gz,
+    write_month,
+)
+
+JAN = TaxiPartition("green", "2019-01")
+FEB = TaxiPartition("green", "2019-02")
+
+
+def test_month_loads_every_row_with_the_seed_ids(mirror, load, db):
+    rows = write_month(mirror.directory, GREEN, JAN, 2_000)
+
+    result = load("2019-01|green")
+
+    assert result.success
+    loaded = db.execute("SELECT unique_row_id, filename FROM green_tripdata").fetchall()
+    assert collections.Counter(r[0] for r in loaded) == collections.Counter(
+        expected_unique_row_id(GREEN, row) for row in rows
+    )
+    assert {r[1] for r in loaded} == {"green_tripdata_2019-01.csv"}
+    assert metadata(result)["rows_in_table"] == 2_000
+    assert metadata(result)["dagster/table_name"].endswith(".green_tripdata")
+
+
+def test_values_load_as_typed_columns(mirror, load, db):
+    rows = write_month(mirror.directory, GREEN, JAN, 500)
+    load("2019-01|green")
+
+    loaded = db.execute(
+        "SELECT passenger_count, payment_type, trip_distance, vendorid, ehail_fee "
+        "FROM green_tripdata"
+    ).fetchall()
+
+    def as_int(text):
+        return int(float(text)) if text else None
+
+    assert collections.Counter((r[0], r[1]) for r in loaded) == collections.Counter(
+        (as_int(row["passenger_count"]), as_int(row["payment_type"])) for row in rows
+    )
+    assert any(row["passenger_count"].endswith(".0") for row in rows)  # `1.0` really occurs
+    assert sorted(r[2] for r in loaded if r[2] is not None) == sorted(
+        float(row["trip_distance"]) for row in rows if row["trip_distance"]
+    )
+    assert any(row["trip_distance"].startswith(".") for row in rows)  # `.79` really occurs
+    assert sum(r[3] is None for r in loaded) == sum(not row["VendorID"] for row in rows) > 0
+    assert {r[4] for r in loaded} == {None}
+
+
+def test_rerun_leaves_the_table_exactly_as_it_was(mirror, load, db):
+    write_month(mirror.directory, GREEN, JAN, 1_000)
+    load("2019-01|green")
+    before = fingerprint(db, "green_tripdata")
+
+    result = load("2019-01|green")
+
+    assert fingerprint(db, "green_tripdata") == before
+    assert before[0] == 1_000
+    assert metadata(result)["replaced_rows"] == 1_000
+
+
+def test_next_month_is_added_beside_the_first(mirror, load, db):
+    write_month(mirror.directory, GREEN, JAN, 700)
+    write_month(mirror.directory, GREEN, FEB, 300)
+    load("2019-01|green")
+    load("2019-02|green")
+
+    assert rows_per_file(db, "green_tripdata") == {
+        "green_tripdata_2019-01.csv": 700,
+        "green_tripdata_2019-02.csv": 300,
+    }
+
+
+def test_reloading_a_changed_file_leaves_no_stale_rows(mirror, load, db):
+    write_month(mirror.directory, GREEN, JAN, 800, seed=1)
+    load("2019-01|green")
+    new_rows = write_month(mirror.directory, GREEN, JAN, 600, seed=2)
+
+    load("2019-01|green")
+
+    ids = [r[0] for r in db.execute("SELECT unique_row_id FROM green_tripdata").fetchall()]
+    assert collections.Counter(ids) == collections.Counter(
+        expected_unique_row_id(GREEN, row) for row in new_rows
+    )
+
+
+def test_exact_duplicate_rows_stay_and_are_reported(mirror, load, db):
+    rows = write_month(mirror.directory, GREEN, JAN, 3_000)
+    duplicates = len(rows) - len({tuple(row.values()) for row in rows})
+    assert duplicates > 0
+
+    result = load("2019-01|green")
+
+    assert db.execute("SELECT count(*) FROM green_tripdata").fetchone()[0] == 3_000
+    assert staging_metadata(result)["exact_duplicate_rows"] == duplicates
+
+
+def test_metadata_describes_the_source_and_the_month(mirror, load, db):
+    rows = write_month(mirror.directory, YELLOW, TaxiPartition("yellow", "2019-03"), 1_500)
+    outside = sum(not row["tpep_pickup_datetime"].startswith("2019-03") for row in rows)
+    assert outside > 0
+    size = mirror.path(TaxiPartition("yellow", "2019-03")).stat().st_size
+
+    result = load("2019-03|yellow")
+
+    staged = staging_metadata(result)
+    assert staged["source_rows"] == 1_500
+    assert staged["source_bytes"] == size
+    assert staged["pickup_outside_month"] == outside
+    assert staged["source_url"] == f"{mirror.url}/yellow/yellow_tripdata_2019-03.csv.gz"
+    trips = metadata(result)
+    assert trips["dagster/partition_row_count"] == 1_500
+    assert [c.name for c in trips["dagster/column_schema"].columns][:3] == [
+        "unique_row_id",
+        "filename",
+        "vendorid",
+    ]
+    assert db.execute("SELECT count(*) FROM yellow_tripdata").fetchone()[0] == 1_500
+
+
+def test_staging_table_is_dropped_once_merged(mirror, load, db, warehouse):
+    write_month(mirror.directory, GREEN, JAN, 100)
+    load("2019-01|green")
+
+    assert table_exists(db, "green_tripdata")
+    assert not table_exists(db, "green_tripdata_staging_2019_01")
+
+
+def test_checks_pass_and_report_ids_shared_with_other_files(mirror, load, db):
+    jan_rows = write_month(mirror.directory, GREEN, JAN, 400)
+    load("2019-01|green")
+    feb_rows = write_month(mirror.directory, GREEN, FEB, 300)
+    # February's file repeats five of January's trips (a late correction, say).
+    write_csv_gz(mirror.path(FEB), csv_lines(GREEN, feb_rows + jan_rows[:5]))
+
+    result = load("2019-02|green")
+
+    checks = check_results(result)
+    assert checks["rows_match_source"].passed
+    assert checks["rows_match_source"].metadata["loaded_rows"].value == 305
+    assert checks["filename_not_null"].passed
+    overlap = checks["ids_in_other_files"]
+    assert not overlap.passed and overlap.severity == dg.AssetCheckSeverity.WARN
+    shared = {expected_unique_row_id(GREEN, row) for row in jan_rows[:5]}
+    assert overlap.metadata["ids_in_other_files"].value == len(shared)
+    assert rows_per_file(db, "green_tripdata")["green_tripdata_2019-02.csv"] == 305
+
+
+def test_rows_check_fails_when_rows_go_missing(mirror, load, db, warehouse):
+    write_month(mirror.directory, GREEN, JAN, 200)
+    defs = dg.Definitions(
+        assets=[load_taxi_trips],
+        asset_checks=[rows_match_source],
+        resources={"source": mirror.source(), "warehouse": warehouse},
+    )
+    # Only the check, as the UI's "Execute checks" runs it.
+    check_only = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={rows_match_source.check_key}
+    )
+    with dg.instance_for_test() as instance:
+        load("2019-01|green", instance=instance)
+        db.execute(
+            "DELETE FROM green_tripdata WHERE ctid IN (SELECT ctid FROM green_tripdata LIMIT 3)"
+        )
+        result = check_only.execute_in_process(
+            partition_key="2019-01|green", instance=instance, raise_on_error=False
+        )
+
+    evaluation = check_results(result)["rows_match_source"]
+    assert not evaluation.passed
+    assert evaluation.metadata["loaded_rows"].value == 197
+    assert evaluation.metadata["source_rows"].value == 200
+
+
+def test_runs_carry_taxi_and_file_tags(mirror, load):
+    write_month(mirror.directory, GREEN, JAN, 50)
+    with dg.instance_for_test() as instance:
+        result = load("2019-01|green", instance=instance)
+        tags = instance.get_run_by_id(result.run_id).tags
+    assert tags["taxi"] == "green"
+    assert tags["file"] == "green_tripdata_2019-01.csv"
+
+
+def test_partitions_of_one_colour_load_in_parallel(mirror, load, db):
+    months = [TaxiPartition("green", f"2019-{m:02d}") for m in range(1, 7)]
+    expected = {p.filename: 1_000 + 100 * i for i, p in enumerate(months)}
+    for i, partition in enumerate(months):
+        write_month(mirror.directory, GREEN, partition, 1_000 + 100 * i)
+    results = {}
+
+    def run(partition):
+        results[partition.month] = load(str(partition.key))
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in months]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(result.success for result in results.values())
+    assert rows_per_file(db, "green_tripdata") == expected
+
+
+def test_temporary_files_are_removed_whatever_the_outcome(mirror, load, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    write_month(mirror.directory, GREEN, JAN, 100)
+    assert load("2019-01|green").success
+    mirror.put_bytes(JAN, b"not gzip at all")
+    assert not load("2019-01|green", raise_on_error=False).success
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_yellow_sample_with_empty_tail_loads(mirror, load, db):
+    partition = TaxiPartition("yellow", "2020-01")
+    mirror.put_csv(partition, REAL_DATA / "yellow_tripdata_2020-01_sample999.csv")
+
+    result = load("2020-01|yellow")
+
+    lines = (REAL_DATA / "yellow_tripdata_2020-01_sample999.csv").read_text().splitlines()[1:]
+    fields = [line.split(",") for line in lines]
+    assert metadata(result)["rows_in_table"] == len(lines) == 999
+    assert db.execute(
+        "SELECT count(*) FILTER (WHERE vendorid IS NULL), count(*) FILTER "
+        "(WHERE tpep_pickup_datetime < '2020-01-01') FROM yellow_tripdata"
+    ).fetchone() == (
+        sum(f[0] == "" for f in fields),
+        sum(f[1] < "2020-01-01" for f in fields),
+    )
+    assert staging_metadata(result)["pickup_outside_month"] == sum(
+        not f[1].startswith("2020-01") for f in fields
+    )
