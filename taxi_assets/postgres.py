@@ -107,6 +107,16 @@ class PostgresWarehouse(TaxiWarehouse):
     def count_null_filenames(self, schema: TripSchema) -> int:
         return self._scalar(schema, "SELECT count(*) FROM {table} WHERE filename IS NULL", ())
 
+    def revenue_by_pickup_location(
+        self, schema: TripSchema, filename: str, limit: int
+    ) -> list[tuple[str, int, float]]:
+        query = sql.SQL(
+            "SELECT pulocationid, count(*), sum(total_amount) FROM {} WHERE filename = %s "
+            "GROUP BY 1 ORDER BY 3 DESC NULLS LAST LIMIT %s"
+        ).format(self._table(schema.table))
+        with self.connect() as connection:
+            return connection.execute(query, (filename, limit)).fetchall()
+
     def ids_in_other_files(self, schema: TripSchema, filename: str, limit: int) -> IdOverlap:
         overlap = """
             SELECT DISTINCT this.unique_row_id, other.filename

@@ -78,6 +78,12 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
         """Rows in the main table without a `filename`."""
 
     @abstractmethod
+    def revenue_by_pickup_location(
+        self, schema: TripSchema, filename: str, limit: int
+    ) -> list[tuple[str, int, float]]:
+        """(PULocationID, trips, sum of total_amount) of `filename`'s rows, top `limit`."""
+
+    @abstractmethod
     def ids_in_other_files(self, schema: TripSchema, filename: str, limit: int) -> "IdOverlap":
         """Ids of `filename`'s rows that other files' rows carry too."""
 

@@ -22,6 +22,15 @@ from taxi_assets.postgres import PostgresWarehouse
 from taxi_assets.resources import TaxiSource
 
 REAL_DATA = Path(__file__).parent / "data" / "real"
+SAMPLE_SOURCE = Path(__file__).parent.parent / "sample_source"
+
+
+def real_sample(name: str) -> Path:
+    """A real TLC file: the shipped full month, or one of the samples in `data/real`."""
+    shipped = SAMPLE_SOURCE / name.split("_")[0] / name
+    return shipped if shipped.exists() else REAL_DATA / name
+
+
 PG = {
     "host": os.environ.get("PGHOST", "127.0.0.1"),
     "port": int(os.environ.get("PGPORT", "5432")),

@@ -1,0 +1,58 @@
+"""The Kestra seed flow's Postgres SQL, verbatim (02_postgres_taxi.yaml), as a test oracle.
+
+Loading a file this way gives the ids a table loaded by the Kestra flow has; the product's ids
+must equal them. Only the table names are parameters here.
+"""
+
+import gzip
+from pathlib import Path
+
+import psycopg
+
+GREEN_COLUMNS = """VendorID text, lpep_pickup_datetime timestamp, lpep_dropoff_datetime timestamp,
+  store_and_fwd_flag text, RatecodeID text, PULocationID text, DOLocationID text,
+  passenger_count integer, trip_distance double precision, fare_amount double precision,
+  extra double precision, mta_tax double precision, tip_amount double precision,
+  tolls_amount double precision, ehail_fee double precision,
+  improvement_surcharge double precision, total_amount double precision, payment_type integer,
+  trip_type integer, congestion_surcharge double precision"""
+
+YELLOW_COLUMNS = """VendorID text, tpep_pickup_datetime timestamp, tpep_dropoff_datetime timestamp,
+  passenger_count integer, trip_distance double precision, RatecodeID text,
+  store_and_fwd_flag text, PULocationID text, DOLocationID text, payment_type integer,
+  fare_amount double precision, extra double precision, mta_tax double precision,
+  tip_amount double precision, tolls_amount double precision,
+  improvement_surcharge double precision, total_amount double precision,
+  congestion_surcharge double precision"""
+
+UNIQUE_ROW_ID = """UPDATE {staging}
+SET
+  unique_row_id = md5(
+    COALESCE(CAST(VendorID AS text), '') ||
+    COALESCE(CAST({p}_pickup_datetime AS text), '') ||
+    COALESCE(CAST({p}_dropoff_datetime AS text), '') ||
+    COALESCE(PULocationID, '') ||
+    COALESCE(DOLocationID, '') ||
+    COALESCE(CAST(fare_amount AS text), '') ||
+    COALESCE(CAST(trip_distance AS text), '')
+  ),
+  filename = '{file}';"""
+
+
+def kestra_ids(connection: psycopg.Connection, taxi: str, csv_gz: Path, file: str) -> list[str]:
+    """Load `csv_gz` as the Kestra flow does (CopyIn with header, UPDATE md5); return the ids."""
+    staging = f"kestra_{taxi}_tripdata_staging"
+    columns = GREEN_COLUMNS if taxi == "green" else YELLOW_COLUMNS
+    prefix = "lpep" if taxi == "green" else "tpep"
+    connection.execute(f"DROP TABLE IF EXISTS {staging}")
+    connection.execute(f"CREATE TABLE {staging} (unique_row_id text, filename text, {columns})")
+    names = ", ".join(line.split()[0] for line in columns.replace("\n", " ").split(", "))
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY {staging} ({names}) FROM STDIN (FORMAT csv, HEADER true)") as copy,
+        gzip.open(csv_gz, "rb") as source,
+    ):
+        while chunk := source.read(1 << 20):
+            copy.write(chunk)
+    connection.execute(UNIQUE_ROW_ID.format(staging=staging, p=prefix, file=file))
+    return [row[0] for row in connection.execute(f"SELECT unique_row_id FROM {staging}")]

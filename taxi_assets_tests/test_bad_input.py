@@ -1,0 +1,174 @@
+"""Bad input fails the run with a message that says what and where, and loses nothing: each
+test loads a good month first, then a bad file for the same partition."""
+
+import gzip
+import socket
+
+import dagster as dg
+import pytest
+
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.postgres import PostgresWarehouse
+from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists
+from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
+
+JAN = TaxiPartition("green", "2019-01")
+FILE = "green_tripdata_2019-01.csv.gz"
+
+
+@pytest.fixture
+def loaded(mirror, load, db):
+    """January loaded from a good file; returns the table's fingerprint."""
+    write_month(mirror.directory, GREEN, JAN, 300)
+    assert load("2019-01|green").success
+    return fingerprint(db, "green_tripdata")
+
+
+def _fails_and_keeps_table(load, db, before) -> str:
+    result = load("2019-01|green", raise_on_error=False)
+    assert not result.success
+    assert fingerprint(db, "green_tripdata") == before
+    return failure_message(result)
+
+
+def _good_lines(count: int = 20) -> list[str]:
+    return list(csv_lines(GREEN, list(generate_rows(GREEN, JAN, count, seed=7))))
+
+
+def test_month_not_published(mirror, load, db):
+    result = load("2019-03|green", raise_on_error=False)
+
+    message = failure_message(result)
+    assert "green_tripdata_2019-03.csv.gz is not published" in message
+    assert f"HTTP 404 for {mirror.url}/green/green_tripdata_2019-03.csv.gz" in message
+    assert not table_exists(db, "green_tripdata")
+
+
+def test_truncated_gzip(mirror, load, db, loaded):
+    good = gzip.compress("\r\n".join(_good_lines(2_000)).encode())
+    mirror.put_bytes(JAN, good[: len(good) // 2])
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE} is truncated" in message
+
+
+def test_html_page_instead_of_gzip(mirror, load, db, loaded):
+    mirror.put_bytes(JAN, b"<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>\n")
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE} is an HTML page, not a gzip file" in message
+
+
+@pytest.mark.parametrize("content", [b"", gzip.compress(b"")], ids=["zero-bytes", "empty-gzip"])
+def test_empty_file(mirror, load, db, loaded, content):
+    mirror.put_bytes(JAN, content)
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE} is empty: no header line" in message
+
+
+def test_header_of_the_other_colour(mirror, load, db, loaded):
+    yellow = TaxiPartition("yellow", "2019-01")
+    write_csv_gz(mirror.path(JAN), csv_lines(YELLOW, list(generate_rows(YELLOW, yellow, 10))))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE}: the header does not match the green trip schema" in message
+    assert "missing lpep_pickup_datetime, lpep_dropoff_datetime" in message
+    assert "unexpected tpep_pickup_datetime, tpep_dropoff_datetime" in message
+    assert "It is a yellow trip file." in message
+
+
+def test_unparseable_timestamp_names_file_line_and_column(mirror, load, db, loaded):
+    lines = _good_lines()
+    fields = lines[4].split(",")  # file line 5
+    fields[1] = "2019-01-32 10:00:00"
+    lines[4] = ",".join(fields)
+    write_csv_gz(mirror.path(JAN), iter(lines))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE} line 5, column lpep_pickup_datetime:" in message
+    assert "2019-01-32 10:00:00" in message
+
+
+def test_row_with_missing_fields(mirror, load, db, loaded):
+    lines = _good_lines()
+    lines[9] = ",".join(lines[9].split(",")[:12])  # file line 10
+    write_csv_gz(mirror.path(JAN), iter(lines))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE} line 10" in message
+    assert "missing data for column" in message
+
+
+def test_fractional_integer_names_line_and_column(mirror, load, db, loaded):
+    lines = _good_lines()
+    fields = lines[2].split(",")  # file line 3
+    fields[GREEN.header.index("passenger_count")] = "1.5"
+    lines[2] = ",".join(fields)
+    write_csv_gz(mirror.path(JAN), iter(lines))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE} line 3, column passenger_count: 1.5 is not a whole number" in message
+
+
+def test_quoted_line_break_is_caught_by_the_row_count(mirror, load, db, loaded):
+    lines = _good_lines()
+    fields = lines[3].split(",")
+    fields[GREEN.header.index("store_and_fwd_flag")] = '"N\r\nY"'
+    lines[3] = ",".join(fields)
+    write_csv_gz(mirror.path(JAN), iter(lines))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE}: 21 data lines but 20 CSV rows" in message
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_postgres_refusing_connections_gives_a_short_clear_message(mirror, warehouse):
+    write_month(mirror.directory, GREEN, JAN, 10)
+    secret = "pw-5f8e2c-never-print-me"
+    unreachable = PostgresWarehouse(
+        host="127.0.0.1", port=_closed_port(), user="taxi", password=secret, database="ny_taxi"
+    )
+    from taxi_assets.assets import load_taxi_trips
+
+    result = dg.materialize(
+        [load_taxi_trips],
+        partition_key="2019-01|green",
+        resources={"source": mirror.source(), "warehouse": unreachable},
+        raise_on_error=False,
+    )
+
+    message = failure_message(result)
+    assert message.startswith("dagster._core.definitions.events.Failure: cannot connect to")
+    assert (
+        f"PostgreSQL at 127.0.0.1:{unreachable.port} (database 'ny_taxi', user 'taxi')" in message
+    )
+    assert "Connection refused" in message
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert failure.cause is None  # no chained psycopg traceback under it
+    assert all(secret not in str(event) for event in result.all_events)
+
+
+def test_password_reaches_no_log_or_metadata(mirror, warehouse, db):
+    """Trust auth ignores the password, so the load succeeds with one set; it shows nowhere."""
+    write_month(mirror.directory, GREEN, JAN, 10)
+    secret = "pw-0a9b8c-never-print-me"
+    with_password = warehouse.model_copy(update={"password": secret})
+    from taxi_assets.assets import load_taxi_trips
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [load_taxi_trips],
+            partition_key="2019-01|green",
+            resources={"source": mirror.source(), "warehouse": with_password},
+            instance=instance,
+        )
+        logs = instance.all_logs(result.run_id)
+    assert result.success
+    assert logs and all(secret not in str(entry) for entry in logs)

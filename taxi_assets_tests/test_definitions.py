@@ -1,0 +1,90 @@
+"""What the UI shows: the code location loads, with partitions, assets, checks and the job."""
+
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
+from taxi_assets.definitions import defs
+from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
+from taxi_assets.resources import TaxiSource
+from taxi_assets.source import redact_url
+from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
+from taxi_assets_tests.conftest import real_sample
+from taxi_assets_tests.helpers import rows_per_file
+from taxi_assets_tests.synthetic import write_month
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_job_def("taxi_trips_job")
+
+
+def test_assets_are_described_grouped_and_kinded():
+    graph = defs.resolve_asset_graph()
+    for key in (SOURCE_FILE, STAGING, TRIPS):
+        node = graph.get(key)
+        assert node.description
+        assert node.group_name == "taxi"
+        assert node.kinds
+    assert {"postgres"} <= graph.get(TRIPS).kinds
+    assert graph.get(TRIPS).parent_keys == {STAGING}
+    assert graph.get(STAGING).parent_keys == {SOURCE_FILE}
+    check_names = {key.name for key in graph.asset_check_keys if key.asset_key == TRIPS}
+    assert check_names == {"rows_match_source", "filename_not_null", "ids_in_other_files"}
+
+
+def test_partition_keys_read_month_then_colour_and_reach_the_current_month():
+    keys = taxi_month_partitions.get_partition_keys()
+    this_month = date.today().strftime("%Y-%m")
+    assert keys[:2] == ["2019-01|yellow", "2019-01|green"]
+    assert {f"{this_month}|green", f"{this_month}|yellow"} <= set(keys)
+    assert "2021-07|green" in keys
+
+
+def test_partition_names():
+    december = TaxiPartition.from_key("2020-12|yellow")
+    assert december.filename == "yellow_tripdata_2020-12.csv"
+    assert december.source_filename == "yellow_tripdata_2020-12.csv.gz"
+    assert (december.month_start, december.month_end) == (date(2020, 12, 1), date(2021, 1, 1))
+    assert str(december.key) == "2020-12|yellow"
+
+
+@pytest.mark.parametrize(
+    ("schema", "sample", "columns"),
+    [
+        (YELLOW, "yellow_tripdata_2021-01_head22792.csv", 18),
+        (GREEN, "green_tripdata_2020-10.csv.gz", 20),
+    ],
+)
+def test_schemas_match_the_real_headers(schema, sample, columns):
+    import gzip
+
+    opener = gzip.open if sample.endswith(".gz") else open
+    with opener(real_sample(sample), "rt") as file:
+        header = file.readline().strip().split(",")
+    assert list(schema.header) == header
+    assert len(header) == columns
+    assert TRIP_SCHEMAS[schema.taxi] is schema
+
+
+def test_urls_lose_credentials_and_query_strings():
+    url = "https://user:pa55@mirror.example:8443/a/green/f.csv.gz?sig=abc"
+    assert redact_url(url) == "https://mirror.example:8443/a/green/f.csv.gz"
+
+
+@pytest.mark.parametrize("form", ["file-url", "directory"])
+def test_a_local_directory_is_a_source_too(tmp_path, warehouse, db, form):
+    write_month(tmp_path, GREEN, TaxiPartition("green", "2019-01"), 42)
+    base = tmp_path.as_uri() if form == "file-url" else str(tmp_path)
+    from taxi_assets.assets import load_taxi_trips
+
+    result = dg.materialize(
+        [load_taxi_trips],
+        partition_key="2019-01|green",
+        resources={"source": TaxiSource(base_url=base), "warehouse": warehouse},
+    )
+
+    assert result.success
+    assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 42}
