@@ -13,7 +13,14 @@ from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.postgres import PostgresWarehouse
-from taxi_assets.source import DEFAULT_SOURCE_URL, FetchedFile, fetch, redact_url, source_url
+from taxi_assets.source import (
+    DEFAULT_SOURCE_URL,
+    FetchedFile,
+    fetch,
+    is_published,
+    redact_url,
+    source_url,
+)
 from taxi_assets.warehouse import TaxiWarehouse
 
 
@@ -32,6 +39,10 @@ class TaxiSource(dg.ConfigurableResource):
 
     def safe_url(self, partition: TaxiPartition) -> str:
         return redact_url(self.url(partition))
+
+    def is_published(self, partition: TaxiPartition) -> bool | None:
+        """True or False when the source says so; None when it cannot be asked."""
+        return is_published(self.url(partition), timeout_seconds=self.timeout_seconds)
 
     def fetch(self, partition: TaxiPartition, download_dir: Path) -> FetchedFile:
         return fetch(

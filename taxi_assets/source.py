@@ -69,10 +69,30 @@ def fetch(
     scheme = urlsplit(url).scheme
     if scheme in ("http", "https"):
         return _download(url, download_dir, timeout_seconds, retries)
-    path = Path(unquote(urlsplit(url).path)) if scheme == "file" else Path(url)
+    path = fetch_path(url)
     if not path.is_file():
         raise MonthNotPublished(f"{path.name} is not published: no such file {path}")
     return FetchedFile(path=path, url=redact_url(url), bytes=path.stat().st_size)
+
+
+def is_published(url: str, *, timeout_seconds: float = 30.0) -> bool | None:
+    """Whether the file exists at `url`: True, False (404 / no such file), or None (unknown)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        return fetch_path(url).is_file()
+    try:
+        response = requests.head(url, allow_redirects=True, timeout=(10.0, timeout_seconds))
+    except requests.RequestException:
+        return None
+    if response.status_code == 404:
+        return False
+    return True if response.ok else None
+
+
+def fetch_path(url: str) -> Path:
+    """The local path a `file://` URL or a plain path names."""
+    parts = urlsplit(url)
+    return Path(unquote(parts.path)) if parts.scheme == "file" else Path(url)
 
 
 def _download(url: str, download_dir: Path, timeout: float, retries: int) -> FetchedFile:

@@ -1,6 +1,7 @@
 """Real parts: a PostgreSQL database per test session (a schema per test) and a local HTTP
 server that serves trip files laid out as the DataTalksClub release is."""
 
+import collections
 import functools
 import gzip
 import http.server
@@ -84,7 +85,28 @@ def db(warehouse: PostgresWarehouse) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class _SourceHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files; counts requests per path; can break off a transfer to order."""
+
+    hits: collections.Counter = collections.Counter()
+    drops: collections.Counter = collections.Counter()  # path -> transfers to break off
+
+    def do_GET(self) -> None:
+        self.hits[self.path] += 1
+        if self.drops[self.path] > 0:
+            self.drops[self.path] -= 1
+            self._send_half()
+            return
+        super().do_GET()
+
+    def _send_half(self) -> None:
+        data = Path(self.translate_path(self.path)).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.close_connection = True
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -93,7 +115,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A real HTTP server on 127.0.0.1 serving a temporary directory."""
     root = tmp_path_factory.mktemp("http_root")
-    handler = functools.partial(_QuietHandler, directory=str(root))
+    handler = functools.partial(_SourceHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -128,6 +150,17 @@ class Mirror:
     def put_gz(self, partition: TaxiPartition, gz_path: Path) -> Path:
         shutil.copyfile(gz_path, self.path(partition))
         return self.path(partition)
+
+    def url_path(self, partition: TaxiPartition) -> str:
+        """The request path the server sees for the partition's file."""
+        return f"/{self.directory.name}/{partition.taxi}/{partition.source_filename}"
+
+    def hits(self, partition: TaxiPartition) -> int:
+        return _SourceHandler.hits[self.url_path(partition)]
+
+    def break_off(self, partition: TaxiPartition, transfers: int) -> None:
+        """The next `transfers` downloads of the file stop halfway (a dropped connection)."""
+        _SourceHandler.drops[self.url_path(partition)] = transfers
 
     def source(self) -> TaxiSource:
         return TaxiSource(base_url=self.url, retries=1, timeout_seconds=10)
