@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import psycopg
@@ -88,8 +89,8 @@ def db(warehouse: PostgresWarehouse) -> Iterator[psycopg.Connection]:
 class _SourceHandler(http.server.SimpleHTTPRequestHandler):
     """Serves files; counts requests per path; can break off a transfer to order."""
 
-    hits: collections.Counter = collections.Counter()
-    drops: collections.Counter = collections.Counter()  # path -> transfers to break off
+    hits: ClassVar[collections.Counter] = collections.Counter()
+    drops: ClassVar[collections.Counter] = collections.Counter()  # path -> transfers to break off
 
     def do_GET(self) -> None:
         self.hits[self.path] += 1
