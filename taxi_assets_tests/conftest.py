@@ -8,6 +8,7 @@ import http.server
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,9 +92,13 @@ class _SourceHandler(http.server.SimpleHTTPRequestHandler):
 
     hits: ClassVar[collections.Counter] = collections.Counter()
     drops: ClassVar[collections.Counter] = collections.Counter()  # path -> transfers to break off
+    delays: ClassVar[dict[str, float]] = {}  # path prefix -> seconds to wait before answering
 
     def do_GET(self) -> None:
         self.hits[self.path] += 1
+        for prefix, seconds in self.delays.items():
+            if self.path.startswith(prefix):
+                time.sleep(seconds)
         if self.drops[self.path] > 0:
             self.drops[self.path] -= 1
             self._send_half()
@@ -162,6 +167,10 @@ class Mirror:
     def break_off(self, partition: TaxiPartition, transfers: int) -> None:
         """The next `transfers` downloads of the file stop halfway (a dropped connection)."""
         _SourceHandler.drops[self.url_path(partition)] = transfers
+
+    def slow_down(self, seconds: float) -> None:
+        """Every download from this mirror takes at least `seconds` (0: back to full speed)."""
+        _SourceHandler.delays[f"/{self.directory.name}/"] = seconds
 
     def source(self) -> TaxiSource:
         return TaxiSource(base_url=self.url, retries=1, timeout_seconds=10)

@@ -1,0 +1,178 @@
+"""A real `dagster dev` (webserver + daemon) for tests and benchmarks, driven over GraphQL the
+way the UI drives it, and stopped by process group when done."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DAGSTER = Path(sys.executable).parent / "dagster"
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+  }
+}"""
+SET_POOL_LIMIT = """
+mutation($pool: String!, $limit: Int!) { setConcurrencyLimit(concurrencyKey: $pool, limit: $limit) }
+"""
+LOCATIONS = """
+{ workspaceOrError { ... on Workspace { locationEntries {
+    loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DagsterDev:
+    def __init__(self, home: Path, env: dict[str, str], log: Path):
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+        self._env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+        self._log = log
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "DagsterDev":
+        command = [str(DAGSTER), "dev", "-m", "taxi_assets.definitions",
+                   "-h", "127.0.0.1", "-p", str(self.port)]  # fmt: skip
+        with self._log.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() reaches every child
+            )  # fmt: skip
+        try:
+            self._wait_until_loaded()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group, SIGKILL to whatever is left."""
+        if self.process is None:
+            return
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=grace)
+                os.killpg(self.process.pid, 0)  # children may outlive the leader
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                pass
+        self.process = None
+
+    def _wait_until_loaded(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self._log.read_text()[-3000:]
+            try:
+                entries = self.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
+            except (requests.ConnectionError, KeyError):
+                entries = []
+            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                location = entries[0]["locationOrLoadError"]
+                assert location["__typename"] == "RepositoryLocation", location
+                return
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"dagster dev did not load in {timeout}s: {self._log.read_text()[-3000:]}"
+        )
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        response = requests.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
+        )
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def set_pool_limit(self, pool: str, limit: int) -> None:
+        assert self.graphql(SET_POOL_LIMIT, {"pool": pool, "limit": limit})["setConcurrencyLimit"]
+
+    def launch_backfill(self, partition_keys: list[str], assets: list[str]) -> str:
+        """What the UI's "Launch backfill" sends for a partition selection of these assets."""
+        params = {
+            "partitionNames": partition_keys,
+            "assetSelection": [{"path": [name]} for name in assets],
+        }
+        result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert result["__typename"] == "LaunchBackfillSuccess", result
+        return result["backfillId"]
+
+    def wait_for_backfill(self, backfill_id: str, timeout: float = 600) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.graphql(BACKFILL_STATUS, {"id": backfill_id})
+            state = status["partitionBackfillOrError"]["status"]
+            if state in DONE:
+                return state
+            time.sleep(1)
+        raise TimeoutError(f"backfill {backfill_id} still running after {timeout}s")
+
+    def instance(self) -> dg.DagsterInstance:
+        return dg.DagsterInstance.from_config(str(self.home))
+
+
+def load_step_windows(
+    instance: dg.DagsterInstance, run_ids: list[str]
+) -> list[tuple[float, float]]:
+    """(start, end) of each run's `load_taxi_trips` step, from the event log."""
+    windows = []
+    for run_id in run_ids:
+        times = {}
+        for entry in instance.all_logs(run_id):
+            event = entry.dagster_event
+            if (
+                event
+                and event.step_key == "load_taxi_trips"
+                and event.event_type_value
+                in (
+                    "STEP_START",
+                    "STEP_SUCCESS",
+                )
+            ):
+                times[event.event_type_value] = entry.timestamp
+        windows.append((times["STEP_START"], times["STEP_SUCCESS"]))
+    return windows
+
+
+def max_overlap(windows: list[tuple[float, float]]) -> int:
+    """The largest number of windows open at one moment."""
+    edges = sorted([(start, 1) for start, _ in windows] + [(end, -1) for _, end in windows])
+    open_now = peak = 0
+    for _, change in edges:
+        open_now += change
+        peak = max(peak, open_now)
+    return peak

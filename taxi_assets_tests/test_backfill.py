@@ -1,0 +1,106 @@
+"""Backfills launched as the UI launches them (GraphQL `launchPartitionBackfill`) on a real
+`dagster dev`: the daemon queues the runs, the pool throttles them, Postgres gets the rows."""
+
+import uuid
+
+import dagster as dg
+import psycopg
+import pytest
+
+from taxi_assets.assets import TRIPS
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.trip_schema import GREEN
+from taxi_assets_tests.conftest import PG, Mirror
+from taxi_assets_tests.dagster_dev import DagsterDev, load_step_windows, max_overlap
+from taxi_assets_tests.helpers import fingerprint, rows_per_file
+from taxi_assets_tests.synthetic import write_month
+
+MONTHS = [TaxiPartition("green", f"2019-{m:02d}") for m in range(1, 13)]
+ROWS = {p.filename: 300 + 25 * i for i, p in enumerate(MONTHS)}
+ASSETS = ["taxi_trips_staging", "taxi_trips"]
+POOL = "taxi_postgres"
+
+
+@pytest.fixture(scope="module")
+def backfill_env(test_database, http_root, tmp_path_factory):
+    root, url = http_root
+    name = f"backfill_{uuid.uuid4().hex[:8]}"
+    mirror = Mirror(root / name, f"{url}/{name}")
+    for i, partition in enumerate(MONTHS):
+        write_month(mirror.directory, GREEN, partition, 300 + 25 * i)
+    schema_name = f"t_{uuid.uuid4().hex[:10]}"
+    home = tmp_path_factory.mktemp("dagster_home")
+    env = {
+        "TAXI_SOURCE_URL": mirror.url,
+        "PGHOST": PG["host"],
+        "PGPORT": str(PG["port"]),
+        "PGUSER": PG["user"],
+        "PGDATABASE": test_database,
+        "TAXI_PG_SCHEMA": schema_name,
+    }
+    with (
+        DagsterDev(home, env, home / "dagster_dev.log") as server,
+        psycopg.connect(dbname=test_database, autocommit=True, **PG) as db,
+    ):
+        db.execute(f'CREATE SCHEMA "{schema_name}"')
+        db.execute(f'SET search_path = "{schema_name}"')
+        yield server, db, mirror
+        db.execute(f'DROP SCHEMA "{schema_name}" CASCADE')
+
+
+def _backfill(server: DagsterDev, pool_limit: int):
+    server.set_pool_limit(POOL, pool_limit)
+    backfill_id = server.launch_backfill([str(p.key) for p in MONTHS], ASSETS)
+    status = server.wait_for_backfill(backfill_id)
+    instance = server.instance()
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    return backfill_id, status, instance, runs
+
+
+@pytest.fixture(scope="module")
+def serial_backfill(backfill_env):
+    server, db, _ = backfill_env
+    backfill_id, status, instance, runs = _backfill(server, pool_limit=1)
+    return backfill_id, status, instance, runs, fingerprint(db, "green_tripdata")
+
+
+def test_a_twelve_month_backfill_loads_every_file(backfill_env, serial_backfill):
+    _, db, _ = backfill_env
+    backfill_id, status, instance, runs, _ = serial_backfill
+
+    assert status == "COMPLETED_SUCCESS"
+    assert len(runs) == 12
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
+    assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(
+        str(p.key) for p in MONTHS
+    )
+    assert {run.tags["taxi"] for run in runs} == {"green"}
+    assert rows_per_file(db, "green_tripdata") == ROWS
+    materializations = instance.fetch_materializations(TRIPS, limit=100).records
+    assert {r.asset_materialization.metadata["launched_by"].value for r in materializations} == {
+        f"backfill {backfill_id}"
+    }
+
+
+def test_pool_limit_one_runs_loads_one_at_a_time(serial_backfill):
+    _, _, instance, runs, _ = serial_backfill
+
+    windows = load_step_windows(instance, [run.run_id for run in runs])
+
+    assert len(windows) == 12
+    assert max_overlap(windows) == 1
+
+
+def test_a_parallel_backfill_gives_the_serial_table(backfill_env, serial_backfill):
+    server, db, mirror = backfill_env
+    serial_table = serial_backfill[-1]
+    db.execute("DROP TABLE green_tripdata")
+    mirror.slow_down(3)  # each load lasts seconds, so loads that may overlap do
+    try:
+        _, status, instance, runs = _backfill(server, pool_limit=4)
+    finally:
+        mirror.slow_down(0)
+
+    assert status == "COMPLETED_SUCCESS"
+    assert max_overlap(load_step_windows(instance, [run.run_id for run in runs])) >= 2
+    assert fingerprint(db, "green_tripdata") == serial_table
