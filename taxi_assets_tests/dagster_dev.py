@@ -54,7 +54,7 @@ class DagsterDev:
         self.url = f"http://127.0.0.1:{self.port}"
         home.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
-        self._env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+        self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
         self._log = log
         self.process: subprocess.Popen | None = None
 
@@ -63,7 +63,7 @@ class DagsterDev:
                    "-h", "127.0.0.1", "-p", str(self.port)]  # fmt: skip
         with self._log.open("wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT,
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() reaches every child
             )  # fmt: skip
         try:
@@ -140,6 +140,17 @@ class DagsterDev:
                 return state
             time.sleep(1)
         raise TimeoutError(f"backfill {backfill_id} still running after {timeout}s")
+
+    def wait_for_runs(self, backfill_id: str, count: int, timeout: float = 600) -> list:
+        """The backfill's runs once `count` of them exist and all have finished."""
+        instance = self.instance()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            if len(runs) >= count and all(run.is_finished for run in runs):
+                return runs
+            time.sleep(1)
+        raise TimeoutError(f"the runs of backfill {backfill_id} did not finish in {timeout}s")
 
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.home))

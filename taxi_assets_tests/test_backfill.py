@@ -1,6 +1,8 @@
 """Backfills launched as the UI launches them (GraphQL `launchPartitionBackfill`) on a real
 `dagster dev`: the daemon queues the runs, the pool throttles them, Postgres gets the rows."""
 
+import re
+import subprocess
 import uuid
 
 import dagster as dg
@@ -11,7 +13,7 @@ from taxi_assets.assets import TRIPS
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets_tests.conftest import PG, Mirror
-from taxi_assets_tests.dagster_dev import DagsterDev, load_step_windows, max_overlap
+from taxi_assets_tests.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
 from taxi_assets_tests.synthetic import write_month
 
@@ -52,9 +54,8 @@ def _backfill(server: DagsterDev, pool_limit: int):
     server.set_pool_limit(POOL, pool_limit)
     backfill_id = server.launch_backfill([str(p.key) for p in MONTHS], ASSETS)
     status = server.wait_for_backfill(backfill_id)
-    instance = server.instance()
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-    return backfill_id, status, instance, runs
+    runs = server.wait_for_runs(backfill_id, count=len(MONTHS))
+    return backfill_id, status, server.instance(), runs
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,20 @@ def test_a_parallel_backfill_gives_the_serial_table(backfill_env, serial_backfil
     assert status == "COMPLETED_SUCCESS"
     assert max_overlap(load_step_windows(instance, [run.run_id for run in runs])) >= 2
     assert fingerprint(db, "green_tripdata") == serial_table
+
+
+def test_the_readme_cli_backfill_queues_runs_for_the_daemon(backfill_env, serial_backfill):
+    server, db, _ = backfill_env
+    before = fingerprint(db, "green_tripdata")
+    keys = ",".join(str(p.key) for p in MONTHS[:3])
+    done = subprocess.run(
+        [str(DAGSTER), "job", "backfill", "-m", "taxi_assets.definitions",
+         "-j", "taxi_trips_job", "--partitions", keys, "--noprompt"],
+        env=server.env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+
+    backfill_id = re.search(r"Launched backfill job `(\w+)`", done.stdout + done.stderr).group(1)
+    runs = server.wait_for_runs(backfill_id, count=3)
+    assert sorted(run.tags["dagster/partition"] for run in runs) == keys.split(",")
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
+    assert fingerprint(db, "green_tripdata") == before  # the same files, loaded again
