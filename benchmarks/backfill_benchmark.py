@@ -1,0 +1,121 @@
+"""Benchmark: a 12-month green backfill on a real `dagster dev`, serial (pool limit 1) vs
+pool limit 2, and how much of each partition run is Dagster rather than the database.
+
+    python benchmarks/backfill_benchmark.py [--rows 100000]
+
+Needs PostgreSQL (PG* variables). Prints a table; asserts nothing about speed.
+"""
+
+import argparse
+import functools
+import http.server
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from taxi_assets.assets import TRIPS  # noqa: E402
+from taxi_assets.partitions import TaxiPartition  # noqa: E402
+from taxi_assets.trip_schema import GREEN  # noqa: E402
+from taxi_assets_tests.dagster_dev import DagsterDev  # noqa: E402
+from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz  # noqa: E402
+
+MONTHS = [TaxiPartition("green", f"2019-{m:02d}") for m in range(1, 13)]
+PG = {
+    "host": os.environ.get("PGHOST", "127.0.0.1"),
+    "port": int(os.environ.get("PGPORT", "5432")),
+    "user": os.environ.get("PGUSER", "postgres"),
+    "password": os.environ.get("PGPASSWORD") or None,
+    "dbname": os.environ.get("PGDATABASE", "postgres"),
+}
+
+
+def _serve(directory: Path) -> str:
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _months(directory: Path, rows: int) -> None:
+    for partition in MONTHS:
+        path = directory / "green" / partition.source_filename
+        if not path.exists():
+            write_csv_gz(path, csv_lines(GREEN, generate_rows(GREEN, partition, rows)))
+
+
+def _backfill(server: DagsterDev, limit: int, db: psycopg.Connection) -> dict:
+    db.execute("DROP TABLE IF EXISTS green_tripdata")
+    server.set_pool_limit("taxi_postgres", limit)
+    launched = time.time()
+    backfill_id = server.launch_backfill(
+        [str(p.key) for p in MONTHS], ["taxi_trips_staging", "taxi_trips"]
+    )
+    server.wait_for_backfill(backfill_id)
+    runs = server.wait_for_runs(backfill_id, count=len(MONTHS))
+    instance = server.instance()
+    records = instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in runs]))
+    load_seconds = {}
+    for record in instance.fetch_materializations(TRIPS, limit=len(MONTHS) * 4).records:
+        if record.run_id in {r.run_id for r in runs}:
+            load_seconds[record.run_id] = record.asset_materialization.metadata[
+                "duration_seconds"
+            ].value
+    run_seconds = [r.end_time - r.start_time for r in records]
+    overhead = [r.end_time - r.start_time - load_seconds[r.dagster_run.run_id] for r in records]
+    return {
+        "limit": limit,
+        "wall": max(r.end_time for r in records) - launched,
+        "first_start": min(r.start_time for r in records) - launched,
+        "run": statistics.mean(run_seconds),
+        "load": statistics.mean(load_seconds.values()),
+        "overhead": statistics.mean(overhead),
+        "queued": statistics.mean(r.start_time - r.create_timestamp.timestamp() for r in records),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows per generated month")
+    parser.add_argument("--limits", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    cache = Path(tempfile.gettempdir()) / f"taxi_backfill_bench_{args.rows}"
+    _months(cache, args.rows)
+    schema_name = f"bench_{uuid.uuid4().hex[:8]}"
+    env = {"TAXI_SOURCE_URL": _serve(cache), "TAXI_PG_SCHEMA": schema_name,
+           "PGHOST": PG["host"], "PGPORT": str(PG["port"]), "PGUSER": PG["user"],
+           "PGDATABASE": PG["dbname"]}  # fmt: skip
+    home = Path(tempfile.mkdtemp(prefix="taxi_bench_home_"))
+    with psycopg.connect(autocommit=True, **PG) as db:
+        db.execute(f'CREATE SCHEMA "{schema_name}"')
+        db.execute(f'SET search_path = "{schema_name}"')
+        try:
+            with DagsterDev(home, env, home / "dagster_dev.log") as server:
+                results = [_backfill(server, limit, db) for limit in args.limits]
+        finally:
+            db.execute(f'DROP SCHEMA "{schema_name}" CASCADE')
+    print(f"12 green months x {args.rows:,} rows, backfill launched over GraphQL on dagster dev")
+    print(f"{'pool limit':>10} {'wall s':>8} {'1st run starts s':>17} {'run s':>7} "
+          f"{'load s':>7} {'Dagster s/run':>14} {'queued s/run':>13}")  # fmt: skip
+    for r in results:
+        print(f"{r['limit']:>10} {r['wall']:>8.1f} {r['first_start']:>17.1f} {r['run']:>7.2f} "
+              f"{r['load']:>7.2f} {r['overhead']:>14.2f} {r['queued']:>13.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
