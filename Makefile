@@ -11,10 +11,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## demo: load one real month ($(PARTITION)) and print a summary
+## demo: load one real month ($(PARTITION)), build the dbt models, print a summary
 demo: $(BIN)/.installed
 	$(BIN)/dagster asset materialize -m taxi_assets.definitions \
 		--select taxi_trips_staging,taxi_trips --partition '$(PARTITION)'
+	$(BIN)/dagster asset materialize -m taxi_assets.definitions --select 'group:taxi_dbt'
 	$(BIN)/python -m taxi_assets.summary '$(PARTITION)'
 
 ## test: the whole test suite (real PostgreSQL, real HTTP, real Dagster runs)

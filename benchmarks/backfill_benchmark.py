@@ -60,7 +60,7 @@ def _months(directory: Path, rows: int) -> None:
 
 
 def _backfill(server: DagsterDev, limit: int, db: psycopg.Connection) -> dict:
-    db.execute("DROP TABLE IF EXISTS green_tripdata")
+    db.execute("DROP TABLE IF EXISTS green_tripdata CASCADE")
     server.set_pool_limit("taxi_postgres", limit)
     launched = time.time()
     backfill_id = server.launch_backfill(

@@ -4,6 +4,7 @@ One step loads both tables (`can_subset=False`): the staging table only exists t
 materialising either asset from the UI or the CLI runs the whole load for that partition.
 """
 
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,7 @@ SOURCE_FILE = dg.AssetKey("taxi_source_file")
 STAGING = dg.AssetKey("taxi_trips_staging")
 TRIPS = dg.AssetKey("taxi_trips")
 WAREHOUSE_KIND = warehouse_from_env().kind
+RETRY_DELAY_SECONDS = float(os.environ.get("TAXI_RETRY_DELAY_SECONDS", "5"))
 
 taxi_source_file = dg.AssetSpec(
     SOURCE_FILE,
@@ -69,7 +71,10 @@ taxi_source_file = dg.AssetSpec(
     # Transient trouble (a dropped connection, a timeout) is retried; dg.Failure raised with
     # allow_retries=False (a 404, a bad header, a malformed row) is not.
     retry_policy=dg.RetryPolicy(
-        max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        max_retries=3,
+        delay=RETRY_DELAY_SECONDS,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
     ),
 )
 def load_taxi_trips(

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
-from taxi_assets.trip_schema import ColumnType, TripSchema, id_columns
+from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema, id_columns
 from taxi_assets.warehouse import (
     IdOverlap,
     MergedPartition,
@@ -298,36 +298,38 @@ class _PostgresPartitionLoad(PartitionLoad):
         )
 
     def ensure_tables(self) -> None:
-        """Create the schema and the main table (the Kestra DDL) with its indexes if missing.
-
-        Concurrent loads serialise on a lock here, so exactly one of them creates them.
-        """
-        columns = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c.name.lower()), sql.SQL(TABLE_TYPES[c.type]))
-            for c in self.schema.columns
-        )
-        table = self.schema.table
+        """Create the schema and both colours' main tables (the Kestra DDL) if missing: the dbt
+        models read both, whichever colour is loaded first. Concurrent loads serialise here."""
         with self.connection.transaction():
             self.connection.execute(
                 sql.SQL("SELECT pg_advisory_xact_lock({})").format(
-                    _lock_key(self.target_schema, table, "ddl")
+                    _lock_key(self.target_schema, "ddl")
                 )
             )
             if not self._schema_exists():
                 self.connection.execute(
                     sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.target_schema))
                 )
-            self.connection.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (unique_row_id text, filename text, {})"
-                ).format(self.main, columns)
+            for schema in TRIP_SCHEMAS.values():
+                self._create_main_table(schema)
+
+    def _create_main_table(self, schema: TripSchema) -> None:
+        table = sql.Identifier(self.target_schema, schema.table)
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c.name.lower()), sql.SQL(TABLE_TYPES[c.type]))
+            for c in schema.columns
+        )
+        self.connection.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (unique_row_id text, filename text, {})").format(
+                table, columns
             )
-            for column in ("filename", "unique_row_id"):
-                self.connection.execute(
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                        sql.Identifier(f"{table}_{column}_idx"), self.main, sql.Identifier(column)
-                    )
+        )
+        for column in ("filename", "unique_row_id"):
+            self.connection.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                    sql.Identifier(f"{schema.table}_{column}_idx"), table, sql.Identifier(column)
                 )
+            )
 
     def _schema_exists(self) -> bool:
         found = self.connection.execute("SELECT to_regnamespace(%s)", (f'"{self.target_schema}"',))

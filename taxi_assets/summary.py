@@ -14,7 +14,7 @@ from taxi_assets.resources import warehouse_from_env
 from taxi_assets.trip_schema import TRIP_SCHEMAS
 from taxi_assets.warehouse import TaxiWarehouse
 
-ZONES = Path(__file__).parent / "taxi_zone_lookup.csv"
+ZONES = Path(__file__).parent.parent / "dbt_project" / "seeds" / "taxi_zone_lookup.csv"
 
 
 def top_pickup_zones(warehouse: TaxiWarehouse, partition: TaxiPartition, limit: int = 5):

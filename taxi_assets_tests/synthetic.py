@@ -40,8 +40,13 @@ def _random_row(schema: TripSchema, partition: TaxiPartition, rng: random.Random
     return row
 
 
+# Columns the real files leave empty now and then (the month-end rows leave them all empty).
+SOMETIMES_EMPTY = {"VendorID", "passenger_count", "RatecodeID", "store_and_fwd_flag",
+                   "payment_type", "trip_type", "congestion_surcharge"}  # fmt: skip
+
+
 def _random_value(name: str, type_: ColumnType, rng: random.Random) -> str:
-    if name == "ehail_fee" or rng.random() < 0.03:
+    if name == "ehail_fee" or (name in SOMETIMES_EMPTY and rng.random() < 0.03):
         return ""
     if name in ("PULocationID", "DOLocationID"):
         return str(rng.randint(1, 265))

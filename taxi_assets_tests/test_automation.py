@@ -29,13 +29,13 @@ def _definitions(mirror, warehouse, schedules=(), sensors=()) -> dg.Definitions:
 
 
 def _tick(defs: dg.Definitions, name: str, when: datetime, instance: dg.DagsterInstance):
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=when,
         repository_def=defs.get_repository_def(),
         resources=defs.resources,
-    )
-    return defs.get_schedule_def(name).evaluate_tick(context)
+    ) as context:
+        return defs.get_schedule_def(name).evaluate_tick(context)
 
 
 def test_the_two_schedules_fire_on_the_first_at_nine_and_ten():
@@ -99,13 +99,13 @@ def test_tick_for_an_unpublished_month_is_skipped_with_the_reason(mirror, wareho
 
 
 def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         repository_def=defs.get_repository_def(),
         resources=defs.resources,
-    )
-    return defs.get_sensor_def("taxi_new_months").evaluate_tick(context)
+    ) as context:
+        return defs.get_sensor_def("taxi_new_months").evaluate_tick(context)
 
 
 def test_sensor_requests_exactly_the_published_unloaded_months_once(mirror, warehouse):

@@ -1,0 +1,1 @@
+{{ stage_trips(source('taxi', 'green_tripdata'), 'Green', 'lpep', 'trip_type', 'ehail_fee') }}

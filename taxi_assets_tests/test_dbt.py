@@ -1,0 +1,178 @@
+"""The dbt models as Dagster assets, built by `dbt build` on the test's own Postgres schema."""
+
+import collections
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from taxi_assets.assets import load_taxi_trips
+from taxi_assets.dbt_models import DBT_PROJECT_DIR, dbt_resource, taxi_dbt_models
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets_tests.conftest import PG
+from taxi_assets_tests.synthetic import expected_unique_row_id, write_month
+
+MONTHS = [("green", "2019-01", 900), ("green", "2019-02", 700),
+          ("yellow", "2019-01", 800), ("yellow", "2019-02", 600)]  # fmt: skip
+DBT_MODELS = {"stg_green_tripdata", "stg_yellow_tripdata", "stg_trips_without_vendor",
+              "fact_trips", "dm_monthly_zone_revenue"}  # fmt: skip
+
+
+@pytest.fixture
+def dbt_env(monkeypatch, warehouse):
+    """dbt reads the same variables as the Dagster resource: point them at the test schema."""
+    for name, value in {
+        "PGHOST": PG["host"],
+        "PGPORT": str(PG["port"]),
+        "PGUSER": PG["user"],
+        "PGDATABASE": warehouse.database,
+        "TAXI_PG_SCHEMA": warehouse.target_schema,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def loaded_months(mirror, load):
+    """Two generated months per colour, loaded through the core assets."""
+    rows = {}
+    for taxi, month, count in MONTHS:
+        partition = TaxiPartition(taxi, month)
+        schema = GREEN if taxi == "green" else YELLOW
+        rows[partition] = write_month(mirror.directory, schema, partition, count)
+        assert load(str(partition.key)).success
+    return rows
+
+
+def _known_zones() -> dict[str, tuple[str, str]]:
+    with (DBT_PROJECT_DIR / "seeds" / "taxi_zone_lookup.csv").open(newline="") as file:
+        return {
+            row["locationid"]: (row["zone"], row["borough"])
+            for row in csv.DictReader(file)
+            if row["borough"] != "Unknown"
+        }
+
+
+def _expected_fact_trips(loaded_months) -> list[tuple[str, dict]]:
+    """(service type, row) per trip fact_trips must hold, computed here from the CSV rows."""
+    zones, trips = _known_zones(), {}
+    for partition, rows in loaded_months.items():
+        schema = GREEN if partition.taxi == "green" else YELLOW
+        for row in rows:
+            if row["VendorID"] and row["PULocationID"] in zones and row["DOLocationID"] in zones:
+                trip = (partition.taxi.title(), expected_unique_row_id(schema, row))
+                trips.setdefault(trip, (partition, row))
+    return [(service, partition, row) for (service, _), (partition, row) in trips.items()]
+
+
+def _build(**kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize([taxi_dbt_models], resources={"dbt": dbt_resource()}, **kwargs)
+
+
+def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, db):
+    result = _build()
+
+    assert result.success
+    expected = _expected_fact_trips(loaded_months)
+    assert db.execute("SELECT count(*) FROM fact_trips").fetchone()[0] == len(expected)
+    without_vendor = sum(not row["VendorID"] for rows in loaded_months.values() for row in rows)
+    assert (
+        db.execute("SELECT sum(trips_without_vendor) FROM stg_trips_without_vendor").fetchone()[0]
+        == without_vendor
+        > 0
+    )
+    # Spot-check the biggest zone × month × service group against the CSV rows.
+    zones = _known_zones()
+    groups = collections.defaultdict(list)
+    for service, _, row in expected:
+        pickup = GREEN.pickup if service == "Green" else YELLOW.pickup
+        groups[(zones[row["PULocationID"]][0], row[pickup][:7], service)].append(row)
+    (zone, month, service), rows = max(groups.items(), key=lambda item: len(item[1]))
+    revenue = db.execute(
+        "SELECT revenue_monthly_total_amount, total_monthly_trips, avg_monthly_trip_distance "
+        "FROM dm_monthly_zone_revenue WHERE revenue_zone = %s "
+        "AND to_char(revenue_month, 'YYYY-MM') = %s AND service_type = %s",
+        (zone, month, service),
+    ).fetchone()
+    distances = [float(r["trip_distance"]) for r in rows if r["trip_distance"]]
+    assert float(revenue[0]) == pytest.approx(sum(float(r["total_amount"] or 0) for r in rows))
+    assert revenue[1] == len(rows)
+    assert float(revenue[2]) == pytest.approx(sum(distances) / len(distances))
+
+
+def test_dbt_tests_are_asset_checks_and_a_failing_one_shows(dbt_env, loaded_months, db):
+    db.execute(
+        "UPDATE green_tripdata SET payment_type = 9 WHERE ctid IN "
+        "(SELECT ctid FROM green_tripdata WHERE vendorid IS NOT NULL LIMIT 2)"
+    )
+
+    result = _build(raise_on_error=False)
+
+    evaluations = result.get_asset_check_evaluations()
+    failed = [e for e in evaluations if not e.passed]
+    assert [(e.asset_key.to_user_string(), e.check_name[:47]) for e in failed] == [
+        ("stg_green_tripdata", "accepted_values_stg_green_tripdata_payment_type")
+    ]
+    assert failed[0].metadata["dagster_dbt/failed_row_count"].value == 1  # the value 9
+    passed = {e.asset_key.to_user_string() for e in evaluations if e.passed}
+    assert {"stg_yellow_tripdata", "taxi_zone_lookup", "dim_zones"} <= passed
+    assert not result.success  # an error-severity test fails `dbt build`
+
+
+def test_models_rebuild_automatically_after_a_trip_load(mirror, warehouse):
+    from taxi_assets.dbt_models import dbt_automation_sensor
+
+    write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 30)
+    defs = dg.Definitions(
+        assets=[load_taxi_trips, taxi_dbt_models],
+        sensors=[dbt_automation_sensor],
+        resources={"source": mirror.source(), "warehouse": warehouse, "dbt": dbt_resource()},
+    )
+    dbt_keys = taxi_dbt_models.keys
+    with dg.instance_for_test() as instance:
+        # As if dbt had run before; the seed and dim_zones do not depend on the trips.
+        for key in dbt_keys:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        quiet = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        dg.materialize(
+            [load_taxi_trips],
+            partition_key="2019-01|green",
+            instance=instance,
+            resources={"source": mirror.source(), "warehouse": warehouse},
+        )
+        after_load = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=quiet.cursor
+        )
+
+    assert quiet.total_requested == 0
+    requested = {key.to_user_string() for key in dbt_keys if after_load.get_num_requested(key)}
+    assert requested == DBT_MODELS
+
+
+def test_definitions_load_in_a_fresh_checkout(tmp_path):
+    """No manifest in a fresh clone: importing the definitions runs `dbt parse` itself."""
+    root = Path(__file__).resolve().parent.parent
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in files:
+        if (root / name).is_file():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes((root / name).read_bytes())
+    assert not (tmp_path / "dbt_project" / "target").exists()
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import taxi_assets.definitions as d, dagster as dg; "
+         "dg.Definitions.validate_loadable(d.defs); print(d.__file__)"],
+        cwd=tmp_path, env={"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(tmp_path),
+                           "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.strip().startswith(str(tmp_path))
+    assert (tmp_path / "dbt_project" / "target" / "manifest.json").exists()
