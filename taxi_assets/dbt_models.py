@@ -23,6 +23,8 @@ from dagster_dbt import (
 )
 
 from taxi_assets.assets import WAREHOUSE_KIND
+from taxi_assets.duckdb_warehouse import DEFAULT_PATH, resolve_path
+from taxi_assets.warehouse import TaxiWarehouse
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DBT_GROUP = "taxi_dbt"
@@ -33,7 +35,15 @@ _ENV_BIN = Path(sys.executable).parent
 if shutil.which("dbt") is None and (_ENV_BIN / "dbt").exists():
     os.environ["PATH"] = os.pathsep.join([str(_ENV_BIN), os.environ.get("PATH", "")])
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# dbt reads the warehouse settings from the environment, as the Dagster resource does; give it
+# the DuckDB file as an absolute path, so both open the same file from any working directory.
+os.environ["TAXI_DUCKDB_PATH"] = str(
+    resolve_path(os.environ.get("TAXI_DUCKDB_PATH", str(DEFAULT_PATH)))
+)
+
+dbt_project = DbtProject(
+    project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=WAREHOUSE_KIND
+)
 
 
 def manifest_is_stale() -> bool:
@@ -83,8 +93,13 @@ translator = TaxiDbtTranslator(
     dagster_dbt_translator=translator,
     pool=f"taxi_{WAREHOUSE_KIND}",
 )
-def taxi_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
-    yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+def taxi_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
+) -> Iterator:
+    with warehouse.exclusive_access():  # DuckDB: no load may write while dbt builds
+        events = dbt.cli(["build"], context=context).stream()
+        # Row counts come from a second, in-process connection: not for a single-file warehouse.
+        yield from events if warehouse.single_file else events.fetch_row_counts()
 
 
 def dbt_resource() -> DbtCliResource:

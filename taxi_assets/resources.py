@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from taxi_assets.duckdb_warehouse import DEFAULT_PATH as DEFAULT_DUCKDB_PATH
+from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.postgres import PostgresWarehouse
 from taxi_assets.source import (
@@ -70,8 +72,19 @@ def postgres_from_env() -> PostgresWarehouse:
     )
 
 
+def duckdb_from_env() -> DuckDBWarehouse:
+    return DuckDBWarehouse(path=_env("TAXI_DUCKDB_PATH", str(DEFAULT_DUCKDB_PATH)))
+
+
+WAREHOUSES = {"duckdb": duckdb_from_env, "postgres": postgres_from_env}
+
+
 def warehouse_from_env() -> TaxiWarehouse:
-    return postgres_from_env()
+    """The warehouse TAXI_WAREHOUSE names: `duckdb` (the default, no server) or `postgres`."""
+    name = os.environ.get("TAXI_WAREHOUSE", "duckdb").strip().lower() or "duckdb"
+    if name not in WAREHOUSES:
+        raise ValueError(f"TAXI_WAREHOUSE must be one of {', '.join(WAREHOUSES)}, not {name!r}")
+    return WAREHOUSES[name]()
 
 
 def source_from_env() -> TaxiSource:

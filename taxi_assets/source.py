@@ -142,8 +142,8 @@ class TripCsv:
 
     def __init__(self, path: Path, schema: TripSchema, name: str):
         self.name = name
+        self.path = path
         self.rows = 0
-        self._path = path
         self._gzip = gzip.open(path, "rb")  # noqa: SIM115 - closed by close() / __exit__
         try:
             self.header_line = self._read_header()
@@ -160,6 +160,12 @@ class TripCsv:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def count_rows(self) -> int:
+        """Read the whole file (checking the gzip stream) just to count its data lines."""
+        for _ in self.chunks():
+            pass
+        return self.rows
 
     def chunks(self) -> Iterator[bytes]:
         """The file's bytes, header line included, in chunks of about 1 MiB."""
@@ -190,7 +196,7 @@ class TripCsv:
             raise SourceError(self._describe_gzip_error(error)) from None
 
     def _describe_gzip_error(self, error: Exception) -> str:
-        with self._path.open("rb") as raw:
+        with self.path.open("rb") as raw:
             start = raw.read(256).lstrip().lower()
         if start.startswith((b"<!doctype html", b"<html", b"<")):
             return (

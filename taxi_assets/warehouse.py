@@ -6,7 +6,7 @@ whatever that file loaded before in one transaction. Checks ask the questions be
 """
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import dagster as dg
@@ -54,6 +54,16 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
     @abstractmethod
     def kind(self) -> str:
         """A short name for the UI (`postgres`)."""
+
+    @property
+    def single_file(self) -> bool:
+        """An embedded file one process writes at a time (no second connection may share it)."""
+        return False
+
+    def exclusive_access(self) -> AbstractContextManager[None]:
+        """Keep other processes off the warehouse for a while (a dbt run). A server needs
+        nothing of the kind; an embedded, single-writer file does."""
+        return nullcontext()
 
     @abstractmethod
     def open_partition(

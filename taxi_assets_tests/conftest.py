@@ -20,9 +20,11 @@ import pytest
 
 from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import taxi_trip_checks
+from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.postgres import PostgresWarehouse
 from taxi_assets.resources import TaxiSource
+from taxi_assets.warehouse import TaxiWarehouse
 
 REAL_DATA = Path(__file__).parent / "data" / "real"
 SAMPLE_SOURCE = Path(__file__).parent.parent / "sample_source"
@@ -64,8 +66,8 @@ def test_database() -> Iterator[str]:
 
 
 @pytest.fixture
-def warehouse(test_database: str) -> Iterator[PostgresWarehouse]:
-    """The warehouse resource pointed at a fresh schema, dropped after the test."""
+def postgres_warehouse(test_database: str) -> Iterator[PostgresWarehouse]:
+    """The PostgreSQL warehouse resource on a fresh schema, dropped after the test."""
     schema_name = f"t_{uuid.uuid4().hex[:10]}"
     yield PostgresWarehouse(
         host=PG["host"],
@@ -80,11 +82,77 @@ def warehouse(test_database: str) -> Iterator[PostgresWarehouse]:
 
 
 @pytest.fixture
-def db(warehouse: PostgresWarehouse) -> Iterator[psycopg.Connection]:
-    """A connection to the test database with the test's schema first on the search path."""
-    with psycopg.connect(dbname=warehouse.database, autocommit=True, **PG) as connection:
-        connection.execute(f'SET search_path = "{warehouse.target_schema}", public')
-        yield connection
+def duckdb_warehouse(tmp_path: Path) -> DuckDBWarehouse:
+    """The DuckDB warehouse resource on a file of the test's own."""
+    return DuckDBWarehouse(path=str(tmp_path / "warehouse" / "taxi.duckdb"))
+
+
+@pytest.fixture
+def warehouse(postgres_warehouse: PostgresWarehouse) -> PostgresWarehouse:
+    """PostgreSQL; test modules that hold for every warehouse override this (see `WAREHOUSES`)."""
+    return postgres_warehouse
+
+
+def any_warehouse(request: pytest.FixtureRequest) -> TaxiWarehouse:
+    """For `@pytest.fixture(params=WAREHOUSES)`: the warehouse the parameter names."""
+    return request.getfixturevalue(f"{request.param}_warehouse")
+
+
+WAREHOUSES = ["postgres", "duckdb"]
+
+
+class Rows(list):
+    def fetchone(self):
+        return self[0] if self else None
+
+    def fetchall(self):
+        return list(self)
+
+
+class Db:
+    """Plain SQL against the test's warehouse, written once for both (`%s` parameters)."""
+
+    def __init__(self, warehouse: TaxiWarehouse):
+        self.warehouse = warehouse
+        self._postgres: psycopg.Connection | None = None
+        if isinstance(warehouse, PostgresWarehouse):
+            self._postgres = psycopg.connect(dbname=warehouse.database, autocommit=True, **PG)
+            self._postgres.execute(f'SET search_path = "{warehouse.target_schema}", public')
+
+    def execute(self, query: str, params: tuple | list = ()) -> Rows:
+        if self._postgres is not None:
+            cursor = self._postgres.execute(query, params)
+            return Rows(cursor.fetchall() if cursor.description else [])
+        with self.warehouse.connect() as connection:
+            result = connection.execute(query.replace("%s", "?"), list(params))
+            return Rows(result.fetchall() if result.description else [])
+
+    @property
+    def postgres(self) -> psycopg.Connection:
+        """The raw connection, for what only PostgreSQL has (COPY, say)."""
+        assert self._postgres is not None, "a PostgreSQL-only test"
+        return self._postgres
+
+    def table_exists(self, table: str) -> bool:
+        return (
+            self.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_name = %s",
+                (self.warehouse.target_schema, table),
+            ).fetchone()[0]
+            > 0
+        )
+
+    def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.close()
+
+
+@pytest.fixture
+def db(warehouse: TaxiWarehouse) -> Iterator[Db]:
+    reader = Db(warehouse)
+    yield reader
+    reader.close()
 
 
 class _SourceHandler(http.server.SimpleHTTPRequestHandler):

@@ -1,8 +1,6 @@
 """Small helpers the tests share: reading results and tables back."""
 
 import dagster as dg
-import psycopg
-from psycopg import sql
 
 from taxi_assets.assets import STAGING, TRIPS
 
@@ -33,18 +31,27 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
     }
 
 
-def fingerprint(db: psycopg.Connection, table: str) -> tuple[int, str | None]:
+def fingerprint(db, table: str) -> tuple[int, str | None]:
     """Row count and a hash of every row's full text: equal only for identical contents."""
-    query = sql.SQL(
-        "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {} AS t"
-    ).format(sql.Identifier(table))
-    return db.execute(query).fetchone()
+    return tuple(
+        db.execute(
+            "SELECT count(*), md5(string_agg(CAST(t AS VARCHAR), '|' ORDER BY CAST(t AS VARCHAR))) "
+            f"FROM {table} AS t"
+        ).fetchone()
+    )
 
 
-def table_exists(db: psycopg.Connection, table: str) -> bool:
-    return db.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+def table_exists(db, table: str) -> bool:
+    return db.table_exists(table)
 
 
-def rows_per_file(db: psycopg.Connection, table: str) -> dict[str, int]:
-    query = sql.SQL("SELECT filename, count(*) FROM {} GROUP BY 1").format(sql.Identifier(table))
-    return dict(db.execute(query).fetchall())
+def rows_per_file(db, table: str) -> dict[str, int]:
+    return dict(db.execute(f"SELECT filename, count(*) FROM {table} GROUP BY 1").fetchall())
+
+
+def delete_some_rows(db, table: str, count: int) -> None:
+    """Delete `count` rows whose ids are unique in the table (as an accident would)."""
+    db.execute(
+        f"DELETE FROM {table} WHERE unique_row_id IN (SELECT unique_row_id FROM {table} "
+        f"GROUP BY unique_row_id HAVING count(*) = 1 ORDER BY 1 LIMIT {count})"
+    )

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.pg_text import pg_float8_text
 from taxi_assets.trip_schema import ColumnType, TripSchema, id_columns
 
 Row = dict[str, str]
@@ -100,18 +101,12 @@ def write_month(
     return generated
 
 
-def pg_float_text(field: str) -> str:
-    """How PostgreSQL (12+) prints a double precision: the shortest text that round-trips."""
-    text = repr(float(field))
-    return text[:-2] if text.endswith(".0") else text
-
-
 def expected_unique_row_id(schema: TripSchema, row: Row) -> str:
     """The seed flow's md5, computed here without a database, from the CSV fields."""
     parts = []
     for column in id_columns(schema):
         value = row[column.name]
         if value and column.type is ColumnType.FLOAT:
-            value = pg_float_text(value)
+            value = pg_float8_text(float(value))  # checked against the server elsewhere
         parts.append(value)
     return hashlib.md5("".join(parts).encode()).hexdigest()

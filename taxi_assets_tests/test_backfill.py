@@ -34,6 +34,7 @@ def backfill_env(test_database, http_root, tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     env = {
         "TAXI_SOURCE_URL": mirror.url,
+        "TAXI_WAREHOUSE": "postgres",
         "PGHOST": PG["host"],
         "PGPORT": str(PG["port"]),
         "PGUSER": PG["user"],

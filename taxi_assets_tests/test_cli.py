@@ -32,6 +32,7 @@ def _env(warehouse, mirror, dagster_home: Path) -> dict[str, str]:
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
         "TAXI_SOURCE_URL": mirror.url,
+        "TAXI_WAREHOUSE": "postgres",
         "PGHOST": PG["host"],
         "PGPORT": str(PG["port"]),
         "PGUSER": PG["user"],

@@ -4,16 +4,19 @@ import collections
 import csv
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster_dbt import DbtCliResource
 
 from taxi_assets.assets import load_taxi_trips
-from taxi_assets.dbt_models import DBT_PROJECT_DIR, dbt_resource, taxi_dbt_models
+from taxi_assets.dbt_models import DBT_PROJECT_DIR, dbt_project, taxi_dbt_models
+from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
-from taxi_assets_tests.conftest import PG
+from taxi_assets_tests.conftest import PG, WAREHOUSES, any_warehouse
 from taxi_assets_tests.synthetic import expected_unique_row_id, write_month
 
 MONTHS = [("green", "2019-01", 900), ("green", "2019-02", 700),
@@ -22,9 +25,19 @@ DBT_MODELS = {"stg_green_tripdata", "stg_yellow_tripdata", "stg_trips_without_ve
               "fact_trips", "dm_monthly_zone_revenue"}  # fmt: skip
 
 
+@pytest.fixture(params=WAREHOUSES)
+def warehouse(request):
+    """The dbt project builds on PostgreSQL and on DuckDB alike."""
+    return any_warehouse(request)
+
+
 @pytest.fixture
 def dbt_env(monkeypatch, warehouse):
-    """dbt reads the same variables as the Dagster resource: point them at the test schema."""
+    """dbt reads the same variables as the Dagster resource: point them at the test's warehouse."""
+    monkeypatch.setenv("TAXI_WAREHOUSE", warehouse.kind)
+    if isinstance(warehouse, DuckDBWarehouse):
+        monkeypatch.setenv("TAXI_DUCKDB_PATH", str(warehouse.database_file))
+        return
     for name, value in {
         "PGHOST": PG["host"],
         "PGPORT": str(PG["port"]),
@@ -68,12 +81,14 @@ def _expected_fact_trips(loaded_months) -> list[tuple[str, dict]]:
     return [(service, partition, row) for (service, _), (partition, row) in trips.items()]
 
 
-def _build(**kwargs) -> dg.ExecuteInProcessResult:
-    return dg.materialize([taxi_dbt_models], resources={"dbt": dbt_resource()}, **kwargs)
+def _build(warehouse, **kwargs) -> dg.ExecuteInProcessResult:
+    dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
+    resources = {"dbt": dbt, "warehouse": warehouse}
+    return dg.materialize([taxi_dbt_models], resources=resources, **kwargs)
 
 
-def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, db):
-    result = _build()
+def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, db, warehouse):
+    result = _build(warehouse)
 
     assert result.success
     expected = _expected_fact_trips(loaded_months)
@@ -94,8 +109,8 @@ def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, 
     revenue = db.execute(
         "SELECT revenue_monthly_total_amount, total_monthly_trips, avg_monthly_trip_distance "
         "FROM dm_monthly_zone_revenue WHERE revenue_zone = %s "
-        "AND to_char(revenue_month, 'YYYY-MM') = %s AND service_type = %s",
-        (zone, month, service),
+        "AND revenue_month = %s AND service_type = %s",
+        (zone, datetime.strptime(month, "%Y-%m"), service),
     ).fetchone()
     distances = [float(r["trip_distance"]) for r in rows if r["trip_distance"]]
     assert float(revenue[0]) == pytest.approx(sum(float(r["total_amount"] or 0) for r in rows))
@@ -103,13 +118,14 @@ def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, 
     assert float(revenue[2]) == pytest.approx(sum(distances) / len(distances))
 
 
-def test_dbt_tests_are_asset_checks_and_a_failing_one_shows(dbt_env, loaded_months, db):
-    db.execute(
-        "UPDATE green_tripdata SET payment_type = 9 WHERE ctid IN "
-        "(SELECT ctid FROM green_tripdata WHERE vendorid IS NOT NULL LIMIT 2)"
+def test_dbt_tests_are_asset_checks_and_a_failing_one_shows(dbt_env, loaded_months, db, warehouse):
+    db.execute(  # bad data: a payment type the TLC does not have
+        "UPDATE green_tripdata SET payment_type = 9 WHERE unique_row_id IN "
+        "(SELECT unique_row_id FROM green_tripdata WHERE vendorid IS NOT NULL "
+        "GROUP BY 1 HAVING count(*) = 1 ORDER BY 1 LIMIT 2)"
     )
 
-    result = _build(raise_on_error=False)
+    result = _build(warehouse, raise_on_error=False)
 
     evaluations = result.get_asset_check_evaluations()
     failed = [e for e in evaluations if not e.passed]
@@ -126,10 +142,11 @@ def test_models_rebuild_automatically_after_a_trip_load(mirror, warehouse):
     from taxi_assets.dbt_models import dbt_automation_sensor
 
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 30)
+    dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
     defs = dg.Definitions(
         assets=[load_taxi_trips, taxi_dbt_models],
         sensors=[dbt_automation_sensor],
-        resources={"source": mirror.source(), "warehouse": warehouse, "dbt": dbt_resource()},
+        resources={"source": mirror.source(), "warehouse": warehouse, "dbt": dbt},
     )
     dbt_keys = taxi_dbt_models.keys
     with dg.instance_for_test() as instance:

@@ -8,7 +8,7 @@ import pytest
 from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
 from taxi_assets.definitions import defs
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
-from taxi_assets.resources import TaxiSource
+from taxi_assets.resources import TaxiSource, warehouse_from_env
 from taxi_assets.source import redact_url
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
 from taxi_assets_tests.conftest import real_sample
@@ -28,7 +28,7 @@ def test_assets_are_described_grouped_and_kinded():
         assert node.description
         assert node.group_name == "taxi"
         assert node.kinds
-    assert {"postgres"} <= graph.get(TRIPS).kinds
+    assert graph.get(TRIPS).kinds == {warehouse_from_env().kind}
     assert graph.get(TRIPS).parent_keys == {STAGING}
     assert graph.get(STAGING).parent_keys == {SOURCE_FILE}
     check_names = {key.name for key in graph.asset_check_keys if key.asset_key == TRIPS}

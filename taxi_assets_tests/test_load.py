@@ -5,14 +5,16 @@ import tempfile
 import threading
 
 import dagster as dg
+import pytest
 
 from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import rows_match_source
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
-from taxi_assets_tests.conftest import REAL_DATA
+from taxi_assets_tests.conftest import REAL_DATA, WAREHOUSES, any_warehouse
 from taxi_assets_tests.helpers import (
     check_results,
+    delete_some_rows,
     fingerprint,
     metadata,
     rows_per_file,
@@ -28,6 +30,12 @@ from taxi_assets_tests.synthetic import (
 
 JAN = TaxiPartition("green", "2019-01")
 FEB = TaxiPartition("green", "2019-02")
+
+
+@pytest.fixture(params=WAREHOUSES)
+def warehouse(request):
+    """Every test here holds for PostgreSQL and for DuckDB alike."""
+    return any_warehouse(request)
 
 
 def test_month_loads_every_row_with_the_seed_ids(mirror, load, db):
@@ -181,9 +189,7 @@ def test_rows_check_fails_when_rows_go_missing(mirror, load, db, warehouse):
     )
     with dg.instance_for_test() as instance:
         load("2019-01|green", instance=instance)
-        db.execute(
-            "DELETE FROM green_tripdata WHERE ctid IN (SELECT ctid FROM green_tripdata LIMIT 3)"
-        )
+        delete_some_rows(db, "green_tripdata", 3)
         result = check_only.execute_in_process(
             partition_key="2019-01|green", instance=instance, raise_on_error=False
         )
@@ -224,13 +230,15 @@ def test_partitions_of_one_colour_load_in_parallel(mirror, load, db):
 
 
 def test_temporary_files_are_removed_whatever_the_outcome(mirror, load, tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     write_month(mirror.directory, GREEN, JAN, 100)
     assert load("2019-01|green").success
     mirror.put_bytes(JAN, b"not gzip at all")
     assert not load("2019-01|green", raise_on_error=False).success
 
-    assert list(tmp_path.iterdir()) == []
+    assert list(temporary.iterdir()) == []
 
 
 def test_real_yellow_sample_with_empty_tail_loads(mirror, load, db):

@@ -2,12 +2,24 @@
 DateStyle: the loader pins it."""
 
 import collections
+import math
+import random
 
+import dagster as dg
 import pytest
 
+from taxi_assets.assets import load_taxi_trips
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets_tests.conftest import real_sample
+from taxi_assets.pg_text import pg_float8_text
+from taxi_assets.trip_schema import GREEN
+from taxi_assets_tests.conftest import Db, real_sample
 from taxi_assets_tests.kestra_flow import kestra_ids
+from taxi_assets_tests.synthetic import (
+    csv_lines,
+    expected_unique_row_id,
+    generate_rows,
+    write_csv_gz,
+)
 
 REAL_FILES = [
     ("2020-10|green", "green_tripdata_2020-10.csv.gz", 95_120),
@@ -32,7 +44,7 @@ def test_ids_equal_the_kestra_flow_ids_on_real_files(mirror, load, db, key, samp
     assert load(key).success
 
     ours = [r[0] for r in db.execute(f"SELECT unique_row_id FROM {partition.taxi}_tripdata")]
-    theirs = kestra_ids(db, partition.taxi, published, partition.filename)
+    theirs = kestra_ids(db.postgres, partition.taxi, published, partition.filename)
     assert len(ours) == rows
     assert collections.Counter(ours) == collections.Counter(theirs)
 
@@ -52,3 +64,65 @@ def test_ids_do_not_depend_on_the_server_datestyle(mirror, load, db, warehouse):
         db.execute(f'ALTER DATABASE "{warehouse.database}" RESET DateStyle')
 
     assert sorted(r[0] for r in db.execute("SELECT unique_row_id FROM green_tripdata")) == expected
+
+
+@pytest.mark.parametrize(("key", "sample", "rows"), REAL_FILES, ids=[f[0] for f in REAL_FILES])
+def test_duckdb_and_postgres_give_the_same_ids(
+    mirror, postgres_warehouse, duckdb_warehouse, key, sample, rows
+):
+    partition = TaxiPartition.from_key(key)
+    path = real_sample(sample)
+    mirror.put_gz(partition, path) if sample.endswith(".gz") else mirror.put_csv(partition, path)
+    ids = {}
+    for warehouse in (postgres_warehouse, duckdb_warehouse):
+        result = dg.materialize(
+            [load_taxi_trips],
+            partition_key=key,
+            resources={"source": mirror.source(), "warehouse": warehouse},
+        )
+        assert result.success
+        query = f"SELECT unique_row_id FROM {partition.taxi}_tripdata"
+        ids[warehouse.kind] = collections.Counter(r[0] for r in Db(warehouse).execute(query))
+
+    assert sum(ids["duckdb"].values()) == rows
+    assert ids["duckdb"] == ids["postgres"]
+
+
+def test_unusual_numbers_hash_alike_in_both_warehouses(
+    mirror, postgres_warehouse, duckdb_warehouse
+):
+    """Fares and distances PostgreSQL prints in exponent form, or as `-0`, or with 15+ digits."""
+    partition = TaxiPartition("green", "2019-01")
+    rows = list(generate_rows(GREEN, partition, 40, seed=3))
+    odd = ["1e15", "1234567890123456", "0.00001", "-0.0", "-0.00012", "123456789012.25", "7.0",
+           "1e-300", "3.14159265358979", "0"]  # fmt: skip
+    for row, value in zip(rows, odd, strict=False):
+        row["fare_amount"] = value
+        row["trip_distance"] = value
+    write_csv_gz(mirror.path(partition), csv_lines(GREEN, rows))
+    ids = {}
+    for warehouse in (postgres_warehouse, duckdb_warehouse):
+        dg.materialize(
+            [load_taxi_trips],
+            partition_key=str(partition.key),
+            resources={"source": mirror.source(), "warehouse": warehouse},
+        )
+        found = Db(warehouse).execute("SELECT unique_row_id FROM green_tripdata")
+        ids[warehouse.kind] = collections.Counter(r[0] for r in found)
+
+    assert (
+        ids["duckdb"]
+        == ids["postgres"]
+        == collections.Counter(expected_unique_row_id(GREEN, row) for row in rows)
+    )
+
+
+def test_float_text_matches_postgres(db):
+    """`pg_float8_text` against the server itself, on edge cases and random doubles."""
+    rng = random.Random(11)
+    values = [0.0, -0.0, 1e15, 9.99e14, 1e-4, 9.9e-5, 5e-324, 1.7976931348623157e308, 0.1 + 0.2]
+    values += [rng.uniform(-1e3, 1e3) for _ in range(300)]
+    values += [math.ldexp(rng.random(), rng.randint(-1070, 1020)) for _ in range(300)]
+    server = db.execute("SELECT v::text FROM unnest(%s::float8[]) AS v", (values,)).fetchall()
+
+    assert [pg_float8_text(v) for v in values] == [row[0] for row in server]
