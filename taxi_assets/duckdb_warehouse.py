@@ -86,6 +86,8 @@ class DuckDBWarehouse(TaxiWarehouse):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection under the file lock, closed whatever happens in the block.
+        (dagster-duckdb's `DuckDBResource.get_connection` does not close on an exception.)"""
         with self.exclusive_access():
             try:
                 connection = duckdb.connect(str(self.database_file))
