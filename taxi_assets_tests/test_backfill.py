@@ -10,9 +10,10 @@ import psycopg
 import pytest
 
 from taxi_assets.assets import TRIPS
+from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets_tests.conftest import PG, Mirror
+from taxi_assets_tests.conftest import PG, Db, Mirror
 from taxi_assets_tests.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
 from taxi_assets_tests.synthetic import write_month
@@ -123,3 +124,36 @@ def test_the_readme_cli_backfill_queues_runs_for_the_daemon(backfill_env, serial
     assert sorted(run.tags["dagster/partition"] for run in runs) == keys.split(",")
     assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert fingerprint(db, "green_tripdata") == before  # the same files, loaded again
+
+
+def test_a_duckdb_backfill_waits_for_the_file_instead_of_failing(http_root, tmp_path_factory):
+    """Four runs at once on one DuckDB file: each waits for the file lock; none fails."""
+    root, url = http_root
+    mirror = Mirror(root / f"duck_{uuid.uuid4().hex[:8]}", "")
+    mirror.url = f"{url}/{mirror.directory.name}"
+    months = MONTHS[:4]
+    for i, partition in enumerate(months):
+        write_month(mirror.directory, GREEN, partition, 200 + 10 * i)
+    home = tmp_path_factory.mktemp("duck_home")
+    warehouse = DuckDBWarehouse(path=str(home / "taxi.duckdb"))
+    env = {
+        "TAXI_SOURCE_URL": mirror.url,
+        "TAXI_WAREHOUSE": "duckdb",
+        "TAXI_DUCKDB_PATH": str(warehouse.database_file),
+    }
+    mirror.slow_down(2)  # every load lasts seconds, so the four overlap
+    try:
+        with DagsterDev(home / "dagster", env, home / "dagster_dev.log") as server:
+            server.set_pool_limit("taxi_duckdb", 4)
+            backfill_id = server.launch_backfill([str(p.key) for p in months], ASSETS)
+            assert server.wait_for_backfill(backfill_id) == "COMPLETED_SUCCESS"
+            runs = server.wait_for_runs(backfill_id, count=4)
+            windows = load_step_windows(server.instance(), [run.run_id for run in runs])
+    finally:
+        mirror.slow_down(0)
+
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
+    assert max_overlap(windows) >= 2
+    assert rows_per_file(Db(warehouse), "green_tripdata") == {
+        p.filename: 200 + 10 * i for i, p in enumerate(months)
+    }
