@@ -1,0 +1,116 @@
+"""The UI in a real browser: `dagster dev` on a free port, headless Chromium driven by
+Playwright. The asset graph shows the taxi and dbt assets; a partition materialised from the
+UI loads its rows. Screenshots land in test-artifacts/."""
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
+
+from taxi_assets.duckdb_warehouse import DuckDBWarehouse
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets_tests.conftest import Db, Mirror, real_sample
+from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
+from taxi_assets_tests.helpers import rows_per_file
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARTIFACTS = ROOT / "test-artifacts"
+OCTOBER = TaxiPartition("green", "2020-10")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Chromium is required under CI=true ({CHROMIUM}); .ci/run installs it")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def ui(http_root, tmp_path_factory):
+    """`dagster dev` on the embedded default (DuckDB), the real October month at the source."""
+    root, url = http_root
+    mirror = Mirror(root / "ui_source", f"{url}/ui_source")
+    mirror.put_gz(OCTOBER, real_sample("green_tripdata_2020-10.csv.gz"))
+    home = tmp_path_factory.mktemp("ui_home")
+    warehouse = DuckDBWarehouse(path=str(home / "taxi.duckdb"))
+    env = {
+        "TAXI_SOURCE_URL": mirror.url,
+        "TAXI_WAREHOUSE": "duckdb",
+        "TAXI_DUCKDB_PATH": str(warehouse.database_file),
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    with DagsterDev(home / "dagster", env, ARTIFACTS / "ui_dagster_dev.log") as server:
+        yield server, warehouse
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(url)
+    skip = page.get_by_role("button", name="Skip")  # the first-visit "join the community" card
+    with contextlib.suppress(PlaywrightTimeout):  # shown once per instance only
+        skip.click(timeout=5_000)
+    return page
+
+
+def test_the_asset_graph_shows_the_taxi_and_dbt_assets(browser, ui):
+    server, _ = ui
+    page = _open(browser, f"{server.url}/asset-groups")
+    for group in ("taxi", "taxi_dbt"):  # expand both group boxes of the graph
+        page.get_by_text(group, exact=True).filter(visible=True).last.dblclick(timeout=30_000)
+    for asset in ("taxi_source_file", "taxi_trips_staging", "taxi_trips", "fact_trips",
+                  "stg_green_tripdata", "dim_zones"):  # fmt: skip
+        page.get_by_text(asset, exact=True).filter(visible=True).last.wait_for(timeout=30_000)
+    time.sleep(1)  # let the edges settle for the picture
+    page.screenshot(path=str(ARTIFACTS / "asset_graph.png"))
+    page.close()
+
+
+def test_a_partition_materialised_from_the_ui_loads_its_rows(browser, ui):
+    server, warehouse = ui
+    page = _open(browser, f"{server.url}/assets/taxi_trips")
+    page.get_by_role("button", name="Materialize…").click(timeout=30_000)
+    page.get_by_role("button", name="Confirm").click()  # staging comes along (one step)
+    dialog = page.locator("[role=dialog]")
+    month = dialog.get_by_placeholder("ex: 2019-01", exact=False)
+    month.fill(OCTOBER.month)
+    month.press("Enter")
+    dialog.get_by_text("Select a partition or create one").click()
+    page.get_by_role("menuitem", name=OCTOBER.taxi).click()
+    dialog.get_by_text("Launch runs to materialize").click()  # close the menu
+    dialog.get_by_role("button", name="Launch 1 run").click()
+
+    run = _wait_for_partition_run(server.instance(), str(OCTOBER.key))
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert rows_per_file(Db(warehouse), "green_tripdata") == {OCTOBER.filename: 95_120}
+    partitions = _open(browser, f"{server.url}/assets/taxi_trips?view=partitions")
+    partitions.get_by_text("Materialized (1)").wait_for(timeout=30_000)
+    partitions.get_by_placeholder("Filter by month").fill(OCTOBER.month)
+    partitions.get_by_text(OCTOBER.month, exact=True).filter(visible=True).first.click()
+    partitions.get_by_text(OCTOBER.taxi, exact=True).filter(visible=True).first.click()
+    partitions.get_by_text("rows_in_table").wait_for(timeout=30_000)  # the load's metadata
+    time.sleep(1)
+    partitions.screenshot(path=str(ARTIFACTS / "partitions.png"))
+    partitions.close()
+    page.close()
+
+
+def _wait_for_partition_run(instance: dg.DagsterInstance, key: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}))
+        if runs and runs[0].is_finished:
+            return runs[0]
+        time.sleep(1)
+    raise TimeoutError(f"no finished run for {key} after {timeout}s")
