@@ -7,13 +7,10 @@ Needs PostgreSQL (PG* variables). Prints a table; asserts nothing about speed.
 """
 
 import argparse
-import functools
-import http.server
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +20,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from load_benchmark import serve_directory  # noqa: E402
 
 from taxi_assets.assets import TRIPS  # noqa: E402
 from taxi_assets.partitions import TaxiPartition  # noqa: E402
@@ -38,18 +37,6 @@ PG = {
     "password": os.environ.get("PGPASSWORD") or None,
     "dbname": os.environ.get("PGDATABASE", "postgres"),
 }
-
-
-def _serve(directory: Path) -> str:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def _months(directory: Path, rows: int) -> None:
@@ -97,7 +84,7 @@ def main() -> None:
     cache = Path(tempfile.gettempdir()) / f"taxi_backfill_bench_{args.rows}"
     _months(cache, args.rows)
     schema_name = f"bench_{uuid.uuid4().hex[:8]}"
-    env = {"TAXI_SOURCE_URL": _serve(cache), "TAXI_PG_SCHEMA": schema_name,
+    env = {"TAXI_SOURCE_URL": serve_directory(cache), "TAXI_PG_SCHEMA": schema_name,
            "PGHOST": PG["host"], "PGPORT": str(PG["port"]), "PGUSER": PG["user"],
            "PGDATABASE": PG["dbname"]}  # fmt: skip
     home = Path(tempfile.mkdtemp(prefix="taxi_bench_home_"))

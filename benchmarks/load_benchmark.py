@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _serve(directory: Path) -> str:
+def serve_directory(directory: Path) -> str:
+    """A local HTTP server for `directory`, in a daemon thread; its base URL."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -123,7 +125,7 @@ def main() -> None:
         print(json.dumps(one_load(args.child, args.cache, args.url, args.repeat)))
         return
     args.cache.mkdir(parents=True, exist_ok=True)
-    base_url = _serve(args.cache)
+    base_url = serve_directory(args.cache)
     print(f"{'rows':>10} {'gz MiB':>7} {'run':>4} {'wall s':>7} {'stage s':>8} {'merge s':>8} "
           f"{'rows/s':>9} {'peak RSS MiB':>13}")  # fmt: skip
     for rows in args.rows:

@@ -10,7 +10,7 @@ instead of failing on DuckDB's own lock.
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,12 +23,12 @@ from taxi_assets.pg_text import pg_float8_text
 from taxi_assets.source import SourceError, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema, id_columns
 from taxi_assets.warehouse import (
-    IdOverlap,
     MergedPartition,
     PartitionLoad,
     StagedPartition,
     TaxiWarehouse,
     WarehouseError,
+    staging_table_name,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -115,54 +115,20 @@ class DuckDBWarehouse(TaxiWarehouse):
     def qualified_table(self, table: str) -> str:
         return f"{self.database_file.stem}.{self.target_schema}.{table}"
 
-    def column_types(self, schema: TripSchema) -> list[tuple[str, str]]:
-        return [("unique_row_id", "VARCHAR"), ("filename", "VARCHAR")] + [
-            (column.name.lower(), TABLE_TYPES[column.type]) for column in schema.columns
-        ]
+    @property
+    def table_types(self) -> Mapping[ColumnType, str]:
+        return TABLE_TYPES
 
-    def count_file_rows(self, schema: TripSchema, filename: str) -> int:
-        return self._scalar(schema, "SELECT count(*) FROM {table} WHERE filename = ?", [filename])
-
-    def count_null_filenames(self, schema: TripSchema) -> int:
-        return self._scalar(schema, "SELECT count(*) FROM {table} WHERE filename IS NULL", [])
-
-    def revenue_by_pickup_location(
-        self, schema: TripSchema, filename: str, limit: int
-    ) -> list[tuple[str, int, float]]:
-        query = (
-            "SELECT pulocationid, count(*), sum(total_amount) FROM {table} WHERE filename = ? "
-            "GROUP BY 1 ORDER BY 3 DESC NULLS LAST LIMIT ?"
-        )
-        with self.connect() as connection:
-            return connection.execute(
-                query.format(table=self._table(schema)), [filename, limit]
-            ).fetchall()
-
-    def ids_in_other_files(self, schema: TripSchema, filename: str, limit: int) -> IdOverlap:
-        overlap = (
-            "SELECT DISTINCT this.unique_row_id, other.filename "
-            "FROM {table} AS this JOIN {table} AS other USING (unique_row_id) "
-            "WHERE this.filename = ? AND other.filename IS DISTINCT FROM ?"
-        ).format(table=self._table(schema))
-        with self.connect() as connection:
-            ids = connection.execute(
-                f"SELECT count(DISTINCT unique_row_id) FROM ({overlap})", [filename, filename]
-            ).fetchone()[0]
-            sample = connection.execute(
-                f"{overlap} ORDER BY 1, 2 LIMIT ?", [filename, filename, limit]
-            ).fetchall()
-        return IdOverlap(ids=ids, sample=[(row[0], row[1]) for row in sample])
-
-    def _table(self, schema: TripSchema) -> str:
-        return f"{quote(self.target_schema)}.{quote(schema.table)}"
-
-    def _scalar(self, schema: TripSchema, query: str, params: list) -> int:
+    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
         if not self.database_file.exists():
-            return 0  # nothing loaded yet
+            return []  # nothing loaded yet
         with self.connect() as connection:
             if not _table_exists(connection, self.target_schema, schema.table):
-                return 0
-            return connection.execute(query.format(table=self._table(schema)), params).fetchone()[0]
+                return []
+            table = f"{quote(self.target_schema)}.{quote(schema.table)}"
+            return connection.execute(
+                query.replace("%s", "?").format(table=table), params
+            ).fetchall()
 
 
 def _table_exists(connection: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> bool:
@@ -234,7 +200,7 @@ class _DuckDBPartitionLoad(PartitionLoad):
         self.target_schema = target_schema
         self.schema = schema
         self.partition = partition
-        self.staging_name = f"{schema.table}_staging_{partition.month.replace('-', '_')}"
+        self.staging_name = staging_table_name(schema, partition)
         self.staging = f"{quote(target_schema)}.{quote(self.staging_name)}"
         self.main = f"{quote(target_schema)}.{quote(schema.table)}"
         self.columns = ", ".join(quote(c.name.lower()) for c in schema.columns)
@@ -251,16 +217,11 @@ class _DuckDBPartitionLoad(PartitionLoad):
             )
 
     def stage(self, csv: TripCsv) -> StagedPartition:
-        source_rows = csv.count_rows()  # also proves the gzip stream whole before parsing
+        csv.count_rows()  # also proves the gzip stream whole before DuckDB parses it
         self.connection.execute("BEGIN TRANSACTION")
         try:
-            parsed = self._read_csv(csv)
-            if parsed != source_rows:
-                raise SourceError(
-                    f"{csv.name}: {source_rows} data lines but {parsed} CSV rows "
-                    "(quoted line breaks inside a field?)"
-                )
-            self._check_whole_numbers(csv.name)
+            csv.check_parsed_rows(self._read_csv(csv))
+            self._check_whole_numbers(csv)
             self.connection.execute(f"DROP TABLE IF EXISTS {self.staging}")
             self.connection.execute(self._create_staging_sql(), [self.partition.filename])
             rows, duplicates, outside = self.connection.execute(
@@ -296,7 +257,7 @@ class _DuckDBPartitionLoad(PartitionLoad):
             raise SourceError(_describe_csv_error(csv.name, error)) from None
         return self.connection.execute("SELECT count(*) FROM source_rows").fetchone()[0]
 
-    def _check_whole_numbers(self, name: str) -> None:
+    def _check_whole_numbers(self, csv: TripCsv) -> None:
         integer_columns = [
             c.name.lower() for c in self.schema.columns if c.type is ColumnType.INTEGER
         ]
@@ -309,10 +270,7 @@ class _DuckDBPartitionLoad(PartitionLoad):
             [INT4_MAX],
         ).fetchone()
         if found:
-            line, column, value = found
-            raise SourceError(
-                f"{name} line {line + 1}, column {column}: {value:g} is not a whole number"
-            )
+            raise csv.fractional_integer(*found)
 
     def _create_staging_sql(self) -> str:
         typed_columns = ", ".join(

@@ -12,7 +12,7 @@ A failure or a killed process rolls back the open transaction; the main table is
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -23,12 +23,12 @@ from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema, id_columns
 from taxi_assets.warehouse import (
-    IdOverlap,
     MergedPartition,
     PartitionLoad,
     StagedPartition,
     TaxiWarehouse,
     WarehouseError,
+    staging_table_name,
 )
 
 # The Kestra DDL's types for the main and staging tables.
@@ -95,51 +95,16 @@ class PostgresWarehouse(TaxiWarehouse):
     def qualified_table(self, table: str) -> str:
         return f"{self.database}.{self.target_schema}.{table}"
 
-    def column_types(self, schema: TripSchema) -> list[tuple[str, str]]:
-        return [("unique_row_id", "text"), ("filename", "text")] + [
-            (column.name.lower(), TABLE_TYPES[column.type]) for column in schema.columns
-        ]
+    @property
+    def table_types(self) -> Mapping[ColumnType, str]:
+        return TABLE_TYPES
 
-    def count_file_rows(self, schema: TripSchema, filename: str) -> int:
-        query = "SELECT count(*) FROM {table} WHERE filename = %s"
-        return self._scalar(schema, query, (filename,))
-
-    def count_null_filenames(self, schema: TripSchema) -> int:
-        return self._scalar(schema, "SELECT count(*) FROM {table} WHERE filename IS NULL", ())
-
-    def revenue_by_pickup_location(
-        self, schema: TripSchema, filename: str, limit: int
-    ) -> list[tuple[str, int, float]]:
-        query = sql.SQL(
-            "SELECT pulocationid, count(*), sum(total_amount) FROM {} WHERE filename = %s "
-            "GROUP BY 1 ORDER BY 3 DESC NULLS LAST LIMIT %s"
-        ).format(self._table(schema.table))
-        with self.connect() as connection:
-            return connection.execute(query, (filename, limit)).fetchall()
-
-    def ids_in_other_files(self, schema: TripSchema, filename: str, limit: int) -> IdOverlap:
-        overlap = """
-            SELECT DISTINCT this.unique_row_id, other.filename
-            FROM {table} AS this JOIN {table} AS other USING (unique_row_id)
-            WHERE this.filename = %s AND other.filename IS DISTINCT FROM %s"""
-        with self.connect() as connection:
-            table = self._table(schema.table)
-            count_query = sql.SQL("SELECT count(DISTINCT unique_row_id) FROM (" + overlap + ") o")
-            count = connection.execute(count_query.format(table=table), (filename, filename))
-            ids = count.fetchone()[0]
-            sample_query = sql.SQL(overlap + " ORDER BY 1, 2 LIMIT %s").format(table=table)
-            sample = connection.execute(sample_query, (filename, filename, limit)).fetchall()
-        return IdOverlap(ids=ids, sample=[(row[0], row[1]) for row in sample])
-
-    def _table(self, name: str) -> sql.Identifier:
-        return sql.Identifier(self.target_schema, name)
-
-    def _scalar(self, schema: TripSchema, query: str, params: tuple) -> int:
+    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
         with self.connect() as connection:
             if not _table_exists(connection, self.target_schema, schema.table):
-                return 0  # nothing loaded yet
-            statement = sql.SQL(query).format(table=self._table(schema.table))
-            return connection.execute(statement, params).fetchone()[0]
+                return []
+            table = sql.Identifier(self.target_schema, schema.table)
+            return connection.execute(sql.SQL(query).format(table=table), params).fetchall()
 
 
 def _table_exists(connection: psycopg.Connection, schema_name: str, table: str) -> bool:
@@ -165,7 +130,7 @@ class _PostgresPartitionLoad(PartitionLoad):
         self.schema = schema
         self.partition = partition
         self.main = sql.Identifier(target_schema, schema.table)
-        self.staging_name = f"{schema.table}_staging_{partition.month.replace('-', '_')}"
+        self.staging_name = staging_table_name(schema, partition)
         self.staging = sql.Identifier(target_schema, self.staging_name)
         self.columns = sql.SQL(", ").join(sql.Identifier(c.name.lower()) for c in schema.columns)
 
@@ -186,7 +151,7 @@ class _PostgresPartitionLoad(PartitionLoad):
             self.connection.execute("SET LOCAL DateStyle = 'ISO, MDY'")
             self.connection.execute("SET LOCAL extra_float_digits = 1")
             self._copy_into_temp_table(csv)
-            self._check_whole_numbers(csv.name)
+            self._check_whole_numbers(csv)
             self.connection.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.staging))
             self.connection.execute(self._create_staging_sql(), (self.partition.filename,))
             rows, duplicates, outside = self.connection.execute(
@@ -221,14 +186,9 @@ class _PostgresPartitionLoad(PartitionLoad):
                         stream.write(chunk)
             except psycopg.errors.DataError as error:
                 raise SourceError(_describe_copy_error(csv.name, error)) from None
-            copied = cursor.rowcount
-        if copied != csv.rows:
-            raise SourceError(
-                f"{csv.name}: {csv.rows} data lines but {copied} CSV rows "
-                "(quoted line breaks inside a field?)"
-            )
+            csv.check_parsed_rows(cursor.rowcount)
 
-    def _check_whole_numbers(self, name: str) -> None:
+    def _check_whole_numbers(self, csv: TripCsv) -> None:
         integer_columns = [
             c.name.lower() for c in self.schema.columns if c.type is ColumnType.INTEGER
         ]
@@ -246,10 +206,7 @@ class _PostgresPartitionLoad(PartitionLoad):
             (INT4_MAX,),
         ).fetchone()
         if found:
-            line, column, value = found
-            raise SourceError(
-                f"{name} line {line + 1}, column {column}: {value} is not a whole number"
-            )
+            raise csv.fractional_integer(*found)
 
     def _create_staging_sql(self) -> sql.Composed:
         typed_columns = sql.SQL(", ").join(

@@ -167,6 +167,20 @@ class TripCsv:
             pass
         return self.rows
 
+    def check_parsed_rows(self, parsed: int) -> None:
+        """The CSV parser must find one row per data line counted here."""
+        if parsed != self.rows:
+            raise SourceError(
+                f"{self.name}: {self.rows} data lines but {parsed} CSV rows "
+                "(quoted line breaks inside a field?)"
+            )
+
+    def fractional_integer(self, data_line: int, column: str, value: float) -> SourceError:
+        """The error for a value that is not a whole number in an integer column."""
+        return SourceError(
+            f"{self.name} line {data_line + 1}, column {column}: {value:g} is not a whole number"
+        )
+
     def chunks(self) -> Iterator[bytes]:
         """The file's bytes, header line included, in chunks of about 1 MiB."""
         yield self.header_line

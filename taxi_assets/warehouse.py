@@ -6,6 +6,7 @@ whatever that file loaded before in one transaction. Checks ask the questions be
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -13,7 +14,13 @@ import dagster as dg
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import TripCsv
-from taxi_assets.trip_schema import TripSchema
+from taxi_assets.trip_schema import ColumnType, TripSchema
+
+
+def staging_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
+    """One staging table per partition (`green_tripdata_staging_2019_01`), so partitions of a
+    colour load side by side."""
+    return f"{schema.table}_staging_{partition.month.replace('-', '_')}"
 
 
 class WarehouseError(Exception):
@@ -75,27 +82,60 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
     def qualified_table(self, table: str) -> str:
         """`database.schema.table`, for metadata."""
 
+    @property
     @abstractmethod
+    def table_types(self) -> Mapping[ColumnType, str]:
+        """This warehouse's type for each logical column type."""
+
+    @abstractmethod
+    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
+        """Run `query` on the schema's main table (`{table}` in the text, `%s` parameters), with
+        the identifier quoted by the warehouse's driver. No table yet: no rows."""
+
     def column_types(self, schema: TripSchema) -> list[tuple[str, str]]:
         """The main table's columns and their types in this warehouse."""
+        text = self.table_types[ColumnType.TEXT]
+        return [("unique_row_id", text), ("filename", text)] + [
+            (column.name.lower(), self.table_types[column.type]) for column in schema.columns
+        ]
 
-    @abstractmethod
     def count_file_rows(self, schema: TripSchema, filename: str) -> int:
         """Rows in the main table loaded from `filename`."""
+        rows = self.query(schema, "SELECT count(*) FROM {table} WHERE filename = %s", [filename])
+        return rows[0][0] if rows else 0
 
-    @abstractmethod
     def count_null_filenames(self, schema: TripSchema) -> int:
         """Rows in the main table without a `filename`."""
+        rows = self.query(schema, "SELECT count(*) FROM {table} WHERE filename IS NULL", [])
+        return rows[0][0] if rows else 0
 
-    @abstractmethod
     def revenue_by_pickup_location(
         self, schema: TripSchema, filename: str, limit: int
     ) -> list[tuple[str, int, float]]:
         """(PULocationID, trips, sum of total_amount) of `filename`'s rows, top `limit`."""
+        return self.query(
+            schema,
+            "SELECT pulocationid, count(*), sum(total_amount) FROM {table} WHERE filename = %s "
+            "GROUP BY 1 ORDER BY 3 DESC NULLS LAST LIMIT %s",
+            [filename, limit],
+        )
 
-    @abstractmethod
     def ids_in_other_files(self, schema: TripSchema, filename: str, limit: int) -> "IdOverlap":
         """Ids of `filename`'s rows that other files' rows carry too."""
+        overlap = (
+            "SELECT DISTINCT this.unique_row_id, other.filename "
+            "FROM {table} AS this JOIN {table} AS other USING (unique_row_id) "
+            "WHERE this.filename = %s AND other.filename IS DISTINCT FROM %s"
+        )
+        count = self.query(
+            schema,
+            "SELECT count(DISTINCT unique_row_id) FROM (" + overlap + ") AS o",
+            [filename, filename],
+        )
+        sample = self.query(
+            schema, overlap + " ORDER BY 1, 2 LIMIT %s", [filename, filename, limit]
+        )
+        return IdOverlap(ids=count[0][0] if count else 0, sample=[(r[0], r[1]) for r in sample])
 
 
 @dataclass(frozen=True)
