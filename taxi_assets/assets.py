@@ -17,7 +17,13 @@ from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
 from taxi_assets.resources import TaxiSource, warehouse_from_env
 from taxi_assets.source import SourceError, SourceUnavailable, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
-from taxi_assets.warehouse import MergedPartition, StagedPartition, TaxiWarehouse, WarehouseError
+from taxi_assets.warehouse import (
+    MergedPartition,
+    StagedPartition,
+    TaxiWarehouse,
+    WarehouseError,
+    WarehouseMisconfigured,
+)
 
 GROUP = "taxi"
 SOURCE_FILE = dg.AssetKey("taxi_source_file")
@@ -100,7 +106,7 @@ def load_taxi_trips(
             )
             merge_started = time.monotonic()
             merged = load.merge()
-    except SourceError as error:
+    except (SourceError, WarehouseMisconfigured) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except (SourceUnavailable, WarehouseError) as error:
         raise dg.Failure(description=str(error)) from None

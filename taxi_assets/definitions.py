@@ -5,20 +5,23 @@ import dagster as dg
 from taxi_assets.assets import load_taxi_trips, taxi_source_file
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.dbt_models import dbt_automation_sensor, dbt_resource, taxi_dbt_models
-from taxi_assets.jobs import taxi_trips_job
+from taxi_assets.jobs import gcp_setup_job, taxi_trips_job
 from taxi_assets.resources import source_from_env, warehouse_from_env
 from taxi_assets.schedules import taxi_schedules
 from taxi_assets.sensors import taxi_new_months
 
+WAREHOUSE = warehouse_from_env()
+
 defs = dg.Definitions(
     assets=[taxi_source_file, load_taxi_trips, taxi_dbt_models],
     asset_checks=taxi_trip_checks,
-    jobs=[taxi_trips_job],
+    # The setup job exists for the cloud warehouse only.
+    jobs=[taxi_trips_job] + ([gcp_setup_job] if WAREHOUSE.kind == "bigquery" else []),
     schedules=taxi_schedules,
     sensors=[taxi_new_months, dbt_automation_sensor],
     resources={
         "source": source_from_env(),
-        "warehouse": warehouse_from_env(),
+        "warehouse": WAREHOUSE,
         "dbt": dbt_resource(),
     },
     # A partition run is a handful of steps that mostly wait on the database: one process is

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from taxi_assets.bigquery_warehouse import BigQueryWarehouse
 from taxi_assets.duckdb_warehouse import DEFAULT_PATH as DEFAULT_DUCKDB_PATH
 from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
@@ -76,11 +77,27 @@ def duckdb_from_env() -> DuckDBWarehouse:
     return DuckDBWarehouse(path=_env("TAXI_DUCKDB_PATH", str(DEFAULT_DUCKDB_PATH)))
 
 
-WAREHOUSES = {"duckdb": duckdb_from_env, "postgres": postgres_from_env}
+def bigquery_from_env() -> BigQueryWarehouse:
+    return BigQueryWarehouse(
+        project=_env("GCP_PROJECT_ID", ""),
+        location=_env("GCP_LOCATION", "US"),
+        dataset=_env("GCP_DATASET", "zoomcamp"),
+        bucket=_env("GCP_BUCKET_NAME", ""),
+        credentials_json=_env("GCP_CREDENTIALS_JSON", None),
+        api_endpoint=_env("BIGQUERY_API_ENDPOINT", None),
+    )
+
+
+WAREHOUSES = {
+    "duckdb": duckdb_from_env,
+    "postgres": postgres_from_env,
+    "bigquery": bigquery_from_env,
+}
 
 
 def warehouse_from_env() -> TaxiWarehouse:
-    """The warehouse TAXI_WAREHOUSE names: `duckdb` (the default, no server) or `postgres`."""
+    """The warehouse TAXI_WAREHOUSE names: `duckdb` (the default, no server), `postgres` or
+    `bigquery`."""
     name = os.environ.get("TAXI_WAREHOUSE", "duckdb").strip().lower() or "duckdb"
     if name not in WAREHOUSES:
         raise ValueError(f"TAXI_WAREHOUSE must be one of {', '.join(WAREHOUSES)}, not {name!r}")

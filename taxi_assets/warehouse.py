@@ -27,6 +27,10 @@ class WarehouseError(Exception):
     """The warehouse refused the load; the message says why, without secrets."""
 
 
+class WarehouseMisconfigured(WarehouseError):
+    """A setting or credential is missing: retrying will not help."""
+
+
 @dataclass(frozen=True)
 class StagedPartition:
     table: str

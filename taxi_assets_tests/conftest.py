@@ -26,6 +26,8 @@ from taxi_assets.postgres import PostgresWarehouse
 from taxi_assets.resources import TaxiSource
 from taxi_assets.warehouse import TaxiWarehouse
 
+pytest_plugins = ["taxi_assets_tests.gcp_emulators"]
+
 REAL_DATA = Path(__file__).parent / "data" / "real"
 SAMPLE_SOURCE = Path(__file__).parent.parent / "sample_source"
 

@@ -60,7 +60,7 @@ def loaded_months(mirror, load):
     return rows
 
 
-def _known_zones() -> dict[str, tuple[str, str]]:
+def known_zones() -> dict[str, tuple[str, str]]:
     with (DBT_PROJECT_DIR / "seeds" / "taxi_zone_lookup.csv").open(newline="") as file:
         return {
             row["locationid"]: (row["zone"], row["borough"])
@@ -71,7 +71,7 @@ def _known_zones() -> dict[str, tuple[str, str]]:
 
 def _expected_fact_trips(loaded_months) -> list[tuple[str, dict]]:
     """(service type, row) per trip fact_trips must hold, computed here from the CSV rows."""
-    zones, trips = _known_zones(), {}
+    zones, trips = known_zones(), {}
     for partition, rows in loaded_months.items():
         schema = GREEN if partition.taxi == "green" else YELLOW
         for row in rows:
@@ -100,7 +100,7 @@ def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, 
         > 0
     )
     # Spot-check the biggest zone × month × service group against the CSV rows.
-    zones = _known_zones()
+    zones = known_zones()
     groups = collections.defaultdict(list)
     for service, _, row in expected:
         pickup = GREEN.pickup if service == "Green" else YELLOW.pickup

@@ -1,0 +1,329 @@
+"""BigQuery + GCS: the cloud warehouse (Kestra's gcp_taxi flow, with this project's semantics).
+
+Per partition, as the seed flow does: upload the file to `gs://{bucket}/{file}.gz`, create the
+main table if missing (partitioned by pickup date), an external table over the GCS file, and the
+month's table with `unique_row_id` and `filename`; then replace the file's rows in the main table
+with one MERGE statement (atomic: delete the file's old rows, insert the new), and drop the
+month's tables. Each partition has its own tables, so partitions load in parallel.
+
+`unique_row_id` is the seed's BigQuery expression: MD5 over five columns (no fare or distance),
+as BYTES, with BigQuery's text for timestamps (`2019-01-01 00:10:16+00`). So BigQuery ids differ
+from the PostgreSQL / DuckDB ones (md5 hex text over seven columns); within BigQuery they are
+stable.
+"""
+
+import base64
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import google.auth
+import requests
+from dagster_gcp import BigQueryResource, GCSResource
+from google.api_core.client_options import ClientOptions
+from google.api_core.exceptions import GoogleAPICallError, GoogleAPIError, NotFound
+from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import DefaultCredentialsError
+from google.cloud import bigquery, storage
+from pydantic import Field
+
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
+from taxi_assets.warehouse import (
+    MergedPartition,
+    PartitionLoad,
+    StagedPartition,
+    TaxiWarehouse,
+    WarehouseError,
+    WarehouseMisconfigured,
+    staging_table_name,
+)
+
+# The seed flow's BigQuery types (money and distances NUMERIC).
+TABLE_TYPES = {
+    ColumnType.TEXT: "STRING",
+    ColumnType.TIMESTAMP: "TIMESTAMP",
+    ColumnType.INTEGER: "INT64",
+    ColumnType.FLOAT: "NUMERIC",
+}
+# What the external table reads: integers as FLOAT64, so `1.0` loads (then cast).
+EXTERNAL_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "FLOAT64"}
+# The seed's id columns in BigQuery: five, no fare or distance.
+BIGQUERY_ID_COLUMNS = ("VendorID", "{pickup}", "{dropoff}", "PULocationID", "DOLocationID")
+
+
+class EndpointBigQueryResource(BigQueryResource):
+    """dagster-gcp's BigQuery resource, able to talk to another endpoint (an emulator)."""
+
+    api_endpoint: str | None = Field(default=None, description="BigQuery API endpoint override.")
+
+    @contextmanager
+    def get_client(self) -> Iterator[bigquery.Client]:
+        if not self.api_endpoint:
+            with super().get_client() as client:
+                yield client
+            return
+        yield bigquery.Client(
+            project=self.project,
+            location=self.location,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=self.api_endpoint),
+        )
+
+
+class BigQueryWarehouse(TaxiWarehouse):
+    """BigQuery tables fed from a GCS bucket (GCP_PROJECT_ID, GCP_DATASET, GCP_BUCKET_NAME, …)."""
+
+    project: str = Field(default="", description="GCP project id (GCP_PROJECT_ID).")
+    location: str = Field(default="US", description="Dataset / bucket location (GCP_LOCATION).")
+    dataset: str = Field(default="zoomcamp", description="BigQuery dataset (GCP_DATASET).")
+    bucket: str = Field(default="", description="GCS bucket for the files (GCP_BUCKET_NAME).")
+    credentials_json: str | None = Field(
+        default=None,
+        description="Service-account JSON (GCP_CREDENTIALS_JSON); otherwise the default "
+        "credentials (GOOGLE_APPLICATION_CREDENTIALS). Never logged.",
+    )
+    api_endpoint: str | None = Field(
+        default=None,
+        description="BigQuery endpoint override (BIGQUERY_API_ENDPOINT), e.g. an emulator.",
+    )
+
+    @property
+    def kind(self) -> str:
+        return "bigquery"
+
+    @property
+    def table_types(self) -> Mapping[ColumnType, str]:
+        return TABLE_TYPES
+
+    def qualified_table(self, table: str) -> str:
+        return f"{self.project}.{self.dataset}.{table}"
+
+    def table_id(self, table: str) -> str:
+        """The quoted table path BigQuery SQL takes."""
+        return f"`{self.project}.{self.dataset}.{table}`"
+
+    def check_settings(self) -> None:
+        """Fail before any upload when the project, bucket or credentials are missing."""
+        settings = {
+            "GCP_PROJECT_ID": self.project,
+            "GCP_DATASET": self.dataset,
+            "GCP_BUCKET_NAME": self.bucket,
+        }
+        missing = [name for name, value in settings.items() if not value]
+        if missing:
+            raise WarehouseMisconfigured(
+                f"BigQuery needs {', '.join(missing)}: set it in the environment"
+            )
+        if self.api_endpoint or self.credentials_json:
+            return
+        try:
+            google.auth.default()
+        except DefaultCredentialsError:
+            raise WarehouseMisconfigured(
+                "no GCP credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key "
+                "file or GCP_CREDENTIALS_JSON to its contents"
+            ) from None
+
+    @contextmanager
+    def clients(self) -> Iterator[tuple[bigquery.Client, storage.Client]]:
+        self.check_settings()
+        encoded = (
+            base64.b64encode(self.credentials_json.encode()).decode()
+            if self.credentials_json
+            else None
+        )
+        resource = EndpointBigQueryResource(
+            project=self.project,
+            location=self.location,
+            gcp_credentials=encoded,
+            api_endpoint=self.api_endpoint,
+        )
+        with resource.get_client() as bq:
+            # GCS: the stock resource (it follows STORAGE_EMULATOR_HOST for an emulator).
+            yield bq, GCSResource(project=self.project).get_client()
+
+    def ensure_bucket_and_dataset(self) -> tuple[bool, bool]:
+        """Kestra's gcp_setup (`ifExists: SKIP`): create what is missing; say what was created."""
+        with self.clients() as (bq, gcs):
+            bucket_created = gcs.lookup_bucket(self.bucket) is None
+            if bucket_created:
+                gcs.create_bucket(self.bucket, location=self.location)
+            dataset = bigquery.Dataset(f"{self.project}.{self.dataset}")
+            dataset.location = self.location
+            try:
+                bq.get_dataset(dataset.dataset_id)
+                dataset_created = False
+            except NotFound:
+                bq.create_dataset(dataset)
+                dataset_created = True
+        return bucket_created, dataset_created
+
+    @contextmanager
+    def open_partition(
+        self, schema: TripSchema, partition: TaxiPartition
+    ) -> Iterator[PartitionLoad]:
+        with self.clients() as (bq, gcs):
+            load = _BigQueryPartitionLoad(self, bq, gcs, schema, partition)
+            load.ensure_tables()
+            yield load
+
+    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
+        with self.clients() as (bq, _):
+            try:
+                bq.get_table(self.qualified_table(schema.table))
+            except NotFound:
+                return []
+            sql = query.replace("%s", "?").format(table=self.table_id(schema.table))
+            return [tuple(row.values()) for row in run_query(bq, sql, params)]
+
+
+def _parameter(value: object) -> bigquery.ScalarQueryParameter:
+    type_ = "INT64" if isinstance(value, int) else "STRING"
+    return bigquery.ScalarQueryParameter(None, type_, value)
+
+
+def run_query(
+    bq: bigquery.Client, sql: str, params: Sequence[object] = ()
+) -> bigquery.table.RowIterator:
+    """Run one statement and wait; BigQuery's error comes back as a WarehouseError."""
+    config = bigquery.QueryJobConfig(query_parameters=[_parameter(p) for p in params])
+    try:
+        return bq.query(sql, job_config=config).result()
+    except GoogleAPICallError as error:
+        raise WarehouseError(f"BigQuery: {error.message}") from None
+
+
+def unique_row_id_sql(schema: TripSchema) -> str:
+    """The seed flow's BigQuery id: MD5(CONCAT(...)) over five columns, BYTES."""
+    names = (n.format(pickup=schema.pickup, dropoff=schema.dropoff) for n in BIGQUERY_ID_COLUMNS)
+    parts = ", ".join(f'COALESCE(CAST({name} AS STRING), "")' for name in names)
+    return f"MD5(CONCAT({parts}))"
+
+
+@dataclass
+class _BigQueryPartitionLoad(PartitionLoad):
+    warehouse: BigQueryWarehouse
+    bq: bigquery.Client
+    gcs: storage.Client
+    schema: TripSchema
+    partition: TaxiPartition
+
+    def __post_init__(self) -> None:
+        self.staging_name = staging_table_name(self.schema, self.partition)
+        self.external_name = f"{self.staging_name}_ext"
+        self.columns = ", ".join(c.name for c in self.schema.columns)
+
+    def _table(self, name: str) -> str:
+        return self.warehouse.table_id(name)
+
+    def statements_for_tables(self) -> list[str]:
+        """CREATE TABLE IF NOT EXISTS for both colours, partitioned by pickup date."""
+        statements = []
+        for schema in TRIP_SCHEMAS.values():
+            columns = ", ".join(f"{c.name} {TABLE_TYPES[c.type]}" for c in schema.columns)
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {self._table(schema.table)} "
+                f"(unique_row_id BYTES, filename STRING, {columns}) "
+                f"PARTITION BY DATE({schema.pickup})"
+            )
+        return statements
+
+    def ensure_tables(self) -> None:
+        for statement in self.statements_for_tables():
+            run_query(self.bq, statement)
+
+    def external_table_sql(self, uri: str) -> str:
+        columns = ", ".join(f"{c.name} {EXTERNAL_TYPES[c.type]}" for c in self.schema.columns)
+        return (
+            f"CREATE OR REPLACE EXTERNAL TABLE {self._table(self.external_name)} ({columns}) "
+            f"OPTIONS (format = 'CSV', compression = 'GZIP', uris = ['{uri}'], "
+            "skip_leading_rows = 1)"
+        )
+
+    def staging_sql(self) -> str:
+        typed = ", ".join(
+            f"CAST({c.name} AS INT64) AS {c.name}" if c.type is ColumnType.INTEGER else c.name
+            for c in self.schema.columns
+        )
+        return (
+            f"CREATE OR REPLACE TABLE {self._table(self.staging_name)} AS "
+            f"SELECT {unique_row_id_sql(self.schema)} AS unique_row_id, "
+            f'"{self.partition.filename}" AS filename, {typed} '
+            f"FROM {self._table(self.external_name)}"
+        )
+
+    def stats_sql(self) -> str:
+        staging, pickup = self._table(self.staging_name), self.schema.pickup
+        return (
+            "SELECT COUNT(*), COUNT(*) - COUNT(DISTINCT TO_JSON_STRING(t)), "
+            f"COUNTIF({pickup} < TIMESTAMP(?) OR {pickup} >= TIMESTAMP(?)) FROM {staging} AS t"
+        )
+
+    def merge_sql(self) -> str:
+        """Atomically replace the file's rows: delete what is only in the table, insert the rest."""
+        return (
+            f"MERGE {self._table(self.schema.table)} AS T "
+            f"USING {self._table(self.staging_name)} AS S ON FALSE "
+            "WHEN NOT MATCHED BY SOURCE AND T.filename = ? THEN DELETE "
+            f"WHEN NOT MATCHED THEN INSERT (unique_row_id, filename, {self.columns}) "
+            f"VALUES (S.unique_row_id, S.filename, "
+            + ", ".join(f"S.{c.name}" for c in self.schema.columns)
+            + ")"
+        )
+
+    def stage(self, csv: TripCsv) -> StagedPartition:
+        csv.count_rows()  # the whole gzip stream checked before anything is uploaded
+        blob = self.gcs.bucket(self.warehouse.bucket).blob(self.partition.source_filename)
+        try:
+            # No retries inside the client: the step's retry policy is the one retry layer.
+            blob.upload_from_filename(str(csv.path), retry=None, timeout=300)
+        except (GoogleAPIError, requests.RequestException) as error:
+            raise WarehouseError(
+                f"upload to gs://{self.warehouse.bucket} failed: {type(error).__name__}"
+            ) from None
+        uri = f"gs://{self.warehouse.bucket}/{self.partition.source_filename}"
+        try:
+            run_query(self.bq, self.external_table_sql(uri))
+            try:
+                run_query(self.bq, self.staging_sql())
+            except WarehouseError as error:
+                raise SourceError(f"{csv.name}: {error}") from None
+            month = [self.partition.month_start.isoformat(), self.partition.month_end.isoformat()]
+            stats = run_query(self.bq, self.stats_sql(), month)
+            rows, duplicates, outside = next(iter(stats)).values()
+        finally:
+            run_query(self.bq, f"DROP TABLE IF EXISTS {self._table(self.external_name)}")
+        csv.check_parsed_rows(rows)
+        return StagedPartition(
+            table=f"{self.warehouse.dataset}.{self.staging_name}",
+            rows=rows,
+            exact_duplicate_rows=duplicates,
+            pickup_outside_month=outside,
+        )
+
+    def merge(self) -> MergedPartition:
+        filename = self.partition.filename
+        main = self._table(self.schema.table)
+        count_sql = f"SELECT COUNT(*) FROM {main} WHERE filename = ?"
+        before = next(iter(run_query(self.bq, count_sql, [filename]))).values()[0]
+        run_query(self.bq, self.merge_sql(), [filename])
+        after = next(iter(run_query(self.bq, count_sql, [filename]))).values()[0]
+        run_query(self.bq, f"DROP TABLE IF EXISTS {self._table(self.staging_name)}")
+        return MergedPartition(
+            table=f"{self.warehouse.dataset}.{self.schema.table}", rows=after, replaced_rows=before
+        )
+
+
+def emitted_statements(schema: TripSchema, partition: TaxiPartition) -> list[str]:
+    """Every SQL statement a partition load sends (for the dialect test)."""
+    warehouse = BigQueryWarehouse(project="p", dataset="d", bucket="b")
+    load = _BigQueryPartitionLoad(warehouse, None, None, schema, partition)  # type: ignore[arg-type]
+    return [
+        *load.statements_for_tables(),
+        load.external_table_sql(f"gs://b/{partition.source_filename}"),
+        load.staging_sql(),
+        load.stats_sql(),
+        load.merge_sql(),
+    ]

@@ -1,0 +1,135 @@
+"""The cloud path on local emulators: GCS (gcp-storage-emulator) and BigQuery (bqemulator)."""
+
+import dagster as dg
+import pytest
+import sqlglot
+from dagster_dbt import DbtCliResource
+from sqlglot import exp
+
+from taxi_assets.assets import load_taxi_trips
+from taxi_assets.bigquery_warehouse import BigQueryWarehouse, emitted_statements
+from taxi_assets.checks import taxi_trip_checks
+from taxi_assets.dbt_models import dbt_project, taxi_dbt_models
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
+from taxi_assets_tests.dagster_dev import free_port as closed_port
+from taxi_assets_tests.helpers import check_results, failure_message, metadata
+from taxi_assets_tests.synthetic import write_month
+from taxi_assets_tests.test_dbt import known_zones
+
+
+@pytest.mark.parametrize("taxi", ["green", "yellow"])
+def test_every_statement_is_bigquery_sql(taxi):
+    """sqlglot (dialect bigquery) parses each one as a real statement, not an opaque command."""
+    statements = emitted_statements(TRIP_SCHEMAS[taxi], TaxiPartition(taxi, "2019-01"))
+    assert len(statements) == 6
+    for statement in statements:
+        tree = sqlglot.parse_one(statement, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE)
+        assert not isinstance(tree, exp.Command), statement
+
+
+def _rows_by_file(warehouse: BigQueryWarehouse, table: str) -> dict[str, int]:
+    with warehouse.clients() as (bq, _):
+        sql = f"SELECT filename, COUNT(*) AS n FROM {warehouse.table_id(table)} GROUP BY filename"
+        return {row["filename"]: row["n"] for row in bq.query(sql).result()}
+
+
+def _load(mirror, warehouse, key: str, **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [load_taxi_trips, *taxi_trip_checks],
+        partition_key=key,
+        resources={"source": mirror.source(), "warehouse": warehouse},
+        **kwargs,
+    )
+
+
+def test_setup_then_two_partitions_then_a_rerun(mirror, bigquery_warehouse):
+    warehouse = bigquery_warehouse
+    assert warehouse.ensure_bucket_and_dataset() == (True, True)
+    assert warehouse.ensure_bucket_and_dataset() == (False, False)  # ifExists: SKIP
+    months = {TaxiPartition("green", "2019-01"): 300, TaxiPartition("yellow", "2019-02"): 250}
+    for partition, rows in months.items():
+        write_month(mirror.directory, TRIP_SCHEMAS[partition.taxi], partition, rows)
+
+    results = [_load(mirror, warehouse, str(p.key)) for p in months]
+    again = _load(mirror, warehouse, "2019-01|green")
+
+    assert all(result.success for result in results)
+    assert _rows_by_file(warehouse, "green_tripdata") == {"green_tripdata_2019-01.csv": 300}
+    assert _rows_by_file(warehouse, "yellow_tripdata") == {"yellow_tripdata_2019-02.csv": 250}
+    assert metadata(again)["replaced_rows"] == 300 and metadata(again)["rows_in_table"] == 300
+    assert all(check.passed for check in check_results(again).values())
+
+
+def test_missing_credentials_fail_before_any_upload(mirror, monkeypatch, gcs_emulator):
+    write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 10)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no gcloud application-default credentials
+    no_credentials = BigQueryWarehouse(project="p", dataset="d", bucket="never-created")
+    no_project = BigQueryWarehouse(project="", dataset="d", bucket="b", api_endpoint="http://x")
+
+    messages = [
+        failure_message(_load(mirror, w, "2019-01|green", raise_on_error=False))
+        for w in (no_credentials, no_project)
+    ]
+
+    assert "no GCP credentials: set GOOGLE_APPLICATION_CREDENTIALS" in messages[0]
+    assert "BigQuery needs GCP_PROJECT_ID" in messages[1]
+    assert not list(gcs_emulator["root"].glob("never-created*"))  # nothing was uploaded
+
+
+def test_a_failed_upload_or_bad_file_leaves_the_main_table_as_it_was(mirror, bigquery_warehouse):
+    warehouse = bigquery_warehouse
+    warehouse.ensure_bucket_and_dataset()
+    january = TaxiPartition("green", "2019-01")
+    write_month(mirror.directory, GREEN, january, 120)
+    assert _load(mirror, warehouse, "2019-01|green").success
+    write_month(mirror.directory, GREEN, january, 90, seed=5)  # a new version of the file
+
+    with pytest.MonkeyPatch.context() as patch:  # GCS unreachable for this run
+        patch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{closed_port()}")
+        upload_failed = _load(mirror, warehouse, "2019-01|green", raise_on_error=False)
+    write_month(mirror.directory, YELLOW, TaxiPartition("yellow", "2019-01"), 5)
+    mirror.put_gz(january, mirror.path(TaxiPartition("yellow", "2019-01")))
+    wrong_header = _load(mirror, warehouse, "2019-01|green", raise_on_error=False)
+
+    failure = next(e for e in upload_failed.all_events if e.is_step_failure)
+    assert "upload to gs://" in failure.step_failure_data.error.cause.message
+    assert "It is a yellow trip file" in failure_message(wrong_header)
+    assert _rows_by_file(warehouse, "green_tripdata") == {"green_tripdata_2019-01.csv": 120}
+
+
+def test_dbt_builds_on_the_emulator(mirror, bigquery_warehouse, monkeypatch):
+    warehouse = bigquery_warehouse
+    warehouse.ensure_bucket_and_dataset()
+    months = {TaxiPartition("green", "2019-01"): 200, TaxiPartition("yellow", "2019-01"): 150}
+    zones = known_zones()
+    expected = set()  # trips fact_trips must hold: one per BigQuery id, known zones only
+    for partition, count in months.items():
+        schema = TRIP_SCHEMAS[partition.taxi]
+        for row in write_month(mirror.directory, schema, partition, count):
+            if row["VendorID"] and {row["PULocationID"], row["DOLocationID"]} <= zones.keys():
+                key = ("VendorID", schema.pickup, schema.dropoff, "PULocationID", "DOLocationID")
+                expected.add((partition.taxi, *(row[name] for name in key)))
+        assert _load(mirror, warehouse, str(partition.key)).success
+    for name, value in {
+        "TAXI_WAREHOUSE": "bigquery",
+        "GCP_PROJECT_ID": warehouse.project,
+        "GCP_DATASET": warehouse.dataset,
+        "BIGQUERY_API_ENDPOINT": warehouse.api_endpoint,
+        "DBT_BIGQUERY_METHOD": "oauth-secrets",  # a dummy token the emulator does not check
+        "DBT_BIGQUERY_TOKEN": "dummy-token",
+    }.items():
+        monkeypatch.setenv(name, value)
+    dbt = DbtCliResource(project_dir=dbt_project, target="bigquery")
+
+    result = dg.materialize(
+        [taxi_dbt_models], resources={"dbt": dbt, "warehouse": warehouse}, raise_on_error=False
+    )
+
+    assert result.success, [
+        e.check_name for e in result.get_asset_check_evaluations() if not e.passed
+    ]
+    with warehouse.clients() as (bq, _):
+        fact = bq.query(f"SELECT COUNT(*) AS n FROM {warehouse.table_id('fact_trips')}").result()
+        assert next(iter(fact))["n"] == len(expected)
