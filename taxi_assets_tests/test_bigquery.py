@@ -133,3 +133,19 @@ def test_dbt_builds_on_the_emulator(mirror, bigquery_warehouse, monkeypatch):
     with warehouse.clients() as (bq, _):
         fact = bq.query(f"SELECT COUNT(*) AS n FROM {warehouse.table_id('fact_trips')}").result()
         assert next(iter(fact))["n"] == len(expected)
+
+
+def test_credentials_reach_no_log_or_metadata(mirror, bigquery_warehouse):
+    secret = "-----BEGIN PRIVATE KEY-----never-print-me"
+    warehouse = bigquery_warehouse.model_copy(
+        update={"credentials_json": f'{{"type": "service_account", "private_key": "{secret}"}}'}
+    )
+    warehouse.ensure_bucket_and_dataset()
+    write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 20)
+
+    with dg.instance_for_test() as instance:
+        result = _load(mirror, warehouse, "2019-01|green", instance=instance)
+        logs = instance.all_logs(result.run_id)
+
+    assert result.success
+    assert logs and all("never-print-me" not in str(entry) for entry in logs)
