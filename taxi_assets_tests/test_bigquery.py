@@ -10,6 +10,7 @@ from taxi_assets.assets import load_taxi_trips
 from taxi_assets.bigquery_warehouse import BigQueryWarehouse, emitted_statements
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.dbt_models import dbt_project, taxi_dbt_models
+from taxi_assets.jobs import gcp_setup_job
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
 from taxi_assets_tests.dagster_dev import free_port as closed_port
@@ -45,7 +46,11 @@ def _load(mirror, warehouse, key: str, **kwargs) -> dg.ExecuteInProcessResult:
 
 def test_setup_then_two_partitions_then_a_rerun(mirror, bigquery_warehouse):
     warehouse = bigquery_warehouse
-    assert warehouse.ensure_bucket_and_dataset() == (True, True)
+    setup = gcp_setup_job.execute_in_process(resources={"warehouse": warehouse})
+    with warehouse.clients() as (bq, gcs):
+        assert gcs.lookup_bucket(warehouse.bucket) is not None
+        assert bq.get_dataset(f"{warehouse.project}.{warehouse.dataset}")
+    assert setup.success
     assert warehouse.ensure_bucket_and_dataset() == (False, False)  # ifExists: SKIP
     months = {TaxiPartition("green", "2019-01"): 300, TaxiPartition("yellow", "2019-02"): 250}
     for partition, rows in months.items():
