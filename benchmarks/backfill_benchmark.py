@@ -7,7 +7,6 @@ Needs PostgreSQL (PG* variables). Prints a table; asserts nothing about speed.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from load_benchmark import serve_directory  # noqa: E402
+from load_benchmark import PG, serve_directory  # noqa: E402
 
 from taxi_assets.assets import TRIPS  # noqa: E402
 from taxi_assets.partitions import TaxiPartition  # noqa: E402
@@ -30,13 +29,6 @@ from taxi_assets_tests.dagster_dev import DagsterDev  # noqa: E402
 from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz  # noqa: E402
 
 MONTHS = [TaxiPartition("green", f"2019-{m:02d}") for m in range(1, 13)]
-PG = {
-    "host": os.environ.get("PGHOST", "127.0.0.1"),
-    "port": int(os.environ.get("PGPORT", "5432")),
-    "user": os.environ.get("PGUSER", "postgres"),
-    "password": os.environ.get("PGPASSWORD") or None,
-    "dbname": os.environ.get("PGDATABASE", "postgres"),
-}
 
 
 def _months(directory: Path, rows: int) -> None:

@@ -1,16 +1,20 @@
-"""Benchmark: load generated green months of growing size into PostgreSQL; print the numbers.
+"""Benchmark: one generated yellow month loaded every way, side by side, in one run.
 
-    python benchmarks/load_benchmark.py [--rows 250000 1000000] [--repeat 2]
+    make bench
+    python benchmarks/load_benchmark.py [--rows 2000000] [--months 12] [--month-rows 250000]
 
-Each size runs in a fresh process (so peak RSS is that load's own), as a real `dg.materialize`
-of one partition: download from a local HTTP server, COPY, ids, merge, checks. Times come from
-the run's own metadata (stage / merge) and the wall clock. Nothing here asserts a speed.
+Every number comes from this run, on the same generated files and the same servers:
+reference runs (a raw COPY, the seed's Kestra SQL verbatim, DuckDB's raw CSV reader) beside this
+project's `dagster asset materialize` on PostgreSQL and DuckDB (its load step and each check, read
+from the run's event log), a re-load, month 1 against month N of a growing table, the CLI's fixed
+cost on a 20-row month, peak RSS and the import time of the definitions. It prints a table with
+each goal's ratio; it asserts nothing. Needs PostgreSQL (PG* variables); files are cached in
+`--cache`.
 """
 
 import argparse
 import functools
 import http.server
-import json
 import os
 import subprocess
 import sys
@@ -18,12 +22,35 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from taxi_assets.partitions import TaxiPartition  # noqa: E402
+from taxi_assets.trip_schema import YELLOW, ColumnType, TripSchema, id_columns  # noqa: E402
+from taxi_assets_tests.kestra_flow import (  # noqa: E402
+    KESTRA_MERGE,
+    UNIQUE_ROW_ID,
+    YELLOW_COLUMNS,
+    column_names,
+    copy_in,
+)
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+MONTH = TaxiPartition("yellow", "2019-01")
+PG = {
+    "host": os.environ.get("PGHOST", "127.0.0.1"),
+    "port": int(os.environ.get("PGPORT", "5432")),
+    "user": os.environ.get("PGUSER", "postgres"),
+    "password": os.environ.get("PGPASSWORD") or None,
+    "dbname": os.environ.get("PGDATABASE", "postgres"),
+}
+CHECKS = ("rows_match_source", "filename_not_null", "ids_in_other_files")
 
 
 def serve_directory(directory: Path) -> str:
@@ -40,107 +67,336 @@ def serve_directory(directory: Path) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def one_load(rows: int, source_dir: Path, base_url: str, repeat: int) -> dict:
-    """Runs in a child process: generate (cached), then materialise `repeat` times."""
-    import resource
+# -- generated months ------------------------------------------------------------------------
 
+
+def _random_value_sql(name: str, type_: ColumnType) -> str:
+    """A DuckDB expression for one column of a random trip, 3% empty. Integers are written plain:
+    the seed's COPY refuses `1.0`."""
+    if name in ("PULocationID", "DOLocationID"):
+        value = "CAST(1 + (random() * 264)::INT AS VARCHAR)"
+    elif name == "store_and_fwd_flag":
+        value = "CASE WHEN random() < 0.2 THEN 'Y' ELSE 'N' END"
+    elif type_ is ColumnType.TEXT:
+        value = "CAST([1, 2, 2, 5][1 + (random() * 3.999)::INT] AS VARCHAR)"
+    elif type_ is ColumnType.INTEGER:
+        value = "CAST(1 + (random() * 3)::INT AS VARCHAR)"
+    else:
+        value = "CAST(round(random() * 60, 2) AS VARCHAR)"
+    return f"CASE WHEN random() < 0.03 THEN NULL ELSE {value} END"
+
+
+def generate_month(path: Path, schema: TripSchema, partition: TaxiPartition, rows: int) -> Path:
+    """A month in the release's layout, written by DuckDB in seconds: 1% of the pickups on the
+    day before the month, 0.5% exact duplicate rows."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = f"TIMESTAMP '{partition.month_start} 00:00:00'"
+    moments = {
+        schema.pickup: f"{start} + to_seconds(pickup_s)",
+        schema.dropoff: f"{start} + to_seconds(pickup_s + 30 + (random() * 3570)::INT)",
+    }
+    values = ", ".join(
+        f"strftime({moments[c.name]}, '%Y-%m-%d %H:%M:%S') AS \"{c.name}\""
+        if c.name in moments
+        else f'{_random_value_sql(c.name, c.type)} AS "{c.name}"'
+        for c in schema.columns
+    )
+    seconds = (partition.month_end - partition.month_start).days * 86_400
+    pickup_s = (
+        "CASE WHEN random() < 0.01 THEN -1 - (random() * 86399)::INT "
+        f"ELSE (random() * {seconds - 1})::INT END"
+    )
+    unique = rows - rows // 200
+    partial = path.with_suffix(".partial")
+    with duckdb.connect() as connection:
+        connection.execute("SELECT setseed(0.42)")
+        connection.execute(
+            f"COPY (WITH trips AS MATERIALIZED (SELECT i, {values} FROM "
+            f"(SELECT i, {pickup_s} AS pickup_s FROM range({unique}) AS r(i))) "
+            "SELECT * EXCLUDE (i) FROM (SELECT * FROM trips UNION ALL "
+            f"(SELECT * FROM trips WHERE i % 199 = 7 LIMIT {rows - unique})) ORDER BY i) "
+            f"TO '{partial}' (FORMAT csv, HEADER, COMPRESSION gzip)"
+        )
+    partial.rename(path)
+    return path
+
+
+# -- reference runs --------------------------------------------------------------------------
+
+
+def pg_connection() -> psycopg.Connection:
+    return psycopg.connect(autocommit=True, **PG)
+
+
+def raw_copy(path: Path, schema_name: str) -> float:
+    """COPY of the file into an unlogged table of the Kestra types: the floor of any load."""
+    with pg_connection() as connection:
+        connection.execute(f"CREATE UNLOGGED TABLE {schema_name}.raw ({YELLOW_COLUMNS})")
+        started = time.monotonic()
+        copy_in(connection, f"{schema_name}.raw", column_names(YELLOW_COLUMNS), path)
+        return time.monotonic() - started
+
+
+def seed_recipe(path: Path, schema_name: str) -> float:
+    """The Kestra flow's tasks for one yellow month, its SQL verbatim (tables in `schema_name`)."""
+    table, staging = f"{schema_name}.yellow_tripdata", f"{schema_name}.yellow_tripdata_staging"
+    ddl = f"(unique_row_id text, filename text, {YELLOW_COLUMNS})"
+    with pg_connection() as connection:
+        started = time.monotonic()
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {table} {ddl}")
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {staging} {ddl}")
+        connection.execute(f"TRUNCATE TABLE {staging}")
+        copy_in(connection, staging, column_names(YELLOW_COLUMNS), path)
+        connection.execute(UNIQUE_ROW_ID.format(staging=staging, p="tpep", file=MONTH.filename))
+        connection.execute(KESTRA_MERGE.format(table=table, staging=staging, p="tpep"))
+        return time.monotonic() - started
+
+
+def duckdb_raw_reader(path: Path) -> float:
+    """DuckDB's own reader: CREATE TABLE AS SELECT md5(seven columns), * FROM read_csv(file)."""
+    parts = " || ".join(
+        f"COALESCE(CAST(\"{c.name.lower()}\" AS VARCHAR), '')" for c in id_columns(YELLOW)
+    )
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        duckdb.connect(f"{directory}/raw.duckdb") as db,
+    ):
+        started = time.monotonic()
+        db.execute(
+            f"CREATE TABLE raw AS SELECT md5({parts}) AS unique_row_id, * FROM read_csv(?)",
+            [str(path)],
+        )
+        return time.monotonic() - started
+
+
+# -- this project, as a user runs it ---------------------------------------------------------
+
+
+@dataclass
+class CliRun:
+    wall: float
+    peak_rss_mib: float
+    steps: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def load(self) -> float:
+        return self.steps["load_taxi_trips"]
+
+    @property
+    def checks(self) -> float:
+        return sum(self.steps.get(f"taxi_trips_{name}", 0.0) for name in CHECKS)
+
+
+def materialize(partition: TaxiPartition, env: dict[str, str], home: Path) -> CliRun:
+    """`dagster asset materialize` of one partition in a process of its own, as the README runs
+    it; step times from the run's event log, peak RSS from GNU time (a child forked from this
+    big process would report this process's size as its own peak)."""
+    command = [DAGSTER, "asset", "materialize", "-m", "taxi_assets.definitions", "--select",
+               "taxi_trips_staging,taxi_trips", "--partition", str(partition.key)]  # fmt: skip
+    with tempfile.NamedTemporaryFile("r") as rss:
+        started = time.monotonic()
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *command], cwd=ROOT,
+            env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wall = time.monotonic() - started
+        if done.returncode != 0:
+            sys.exit(f"dagster asset materialize failed:\n{done.stderr[-3000:]}")
+        peak_kib = int(rss.read().split()[-1])
+    return CliRun(wall=wall, peak_rss_mib=peak_kib / 1024, steps=step_seconds(home))
+
+
+def step_seconds(home: Path) -> dict[str, float]:
+    """Each step's duration in the newest run of the instance at `home`."""
     import dagster as dg
 
-    from taxi_assets.assets import STAGING, TRIPS, load_taxi_trips
-    from taxi_assets.checks import taxi_trip_checks
-    from taxi_assets.partitions import TaxiPartition
-    from taxi_assets.postgres import PostgresWarehouse
-    from taxi_assets.resources import TaxiSource
-    from taxi_assets.trip_schema import GREEN
-    from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_runs(limit=1)[0]
+        started, seconds = {}, {}
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if event.event_type_value == "STEP_START":
+                started[event.step_key] = entry.timestamp
+            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                seconds[event.step_key] = entry.timestamp - started[event.step_key]
+        return seconds
 
-    month = TaxiPartition("green", "2020-01")
-    mirror = source_dir / f"rows_{rows}"
-    path = mirror / "green" / month.source_filename
-    if not path.exists():
+
+def import_seconds() -> float:
+    """Fastest of three imports of the definitions in a fresh interpreter."""
+    times = []
+    for _ in range(3):
         started = time.monotonic()
-        write_csv_gz(path, csv_lines(GREEN, generate_rows(GREEN, month, rows)))
-        print(f"  generated {rows:,} rows in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    schema_name = f"bench_{uuid.uuid4().hex[:8]}"
-    warehouse = PostgresWarehouse(
-        host=os.environ.get("PGHOST", "127.0.0.1"),
-        port=int(os.environ.get("PGPORT", "5432")),
-        user=os.environ.get("PGUSER", "postgres"),
-        password=os.environ.get("PGPASSWORD") or None,
-        database=os.environ.get("PGDATABASE", "postgres"),
-        target_schema=schema_name,
-    )
-    runs = []
-    try:
-        for attempt in range(repeat):
-            started = time.monotonic()
-            result = dg.materialize(
-                [load_taxi_trips, *taxi_trip_checks],
-                partition_key=str(month.key),
-                resources={
-                    "source": TaxiSource(base_url=f"{base_url}/rows_{rows}"),
-                    "warehouse": warehouse,
-                },
-            )
-            wall = time.monotonic() - started
-            meta = {}
-            for event in result.get_asset_materialization_events():
-                materialization = event.event_specific_data.materialization
-                meta[materialization.asset_key] = {
-                    k: v.value for k, v in materialization.metadata.items()
-                }
-            runs.append(
-                {
-                    "attempt": attempt + 1,
-                    "wall_s": round(wall, 2),
-                    "stage_s": meta[STAGING]["stage_seconds"],
-                    "merge_s": meta[TRIPS]["merge_seconds"],
-                    "load_s": meta[TRIPS]["duration_seconds"],
-                    "replaced_rows": meta[TRIPS]["replaced_rows"],
-                }
-            )
-    finally:
-        with psycopg.connect(
-            host=warehouse.host, port=warehouse.port, user=warehouse.user,
-            password=warehouse.password, dbname=warehouse.database, autocommit=True,
-        ) as connection:  # fmt: skip
-            connection.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
-    return {
-        "rows": rows,
-        "gz_bytes": path.stat().st_size,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "runs": runs,
-    }
+        subprocess.run(
+            [sys.executable, "-c", "import taxi_assets.definitions"], cwd=ROOT, check=True
+        )
+        times.append(time.monotonic() - started)
+    return min(times)
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str]] = []
+
+    def add(self, what: str, value: str, note: str = "") -> None:
+        self.rows.append((what, value, note))
+        print(f"  {what}: {value} {note}", file=sys.stderr, flush=True)
+
+    def print(self) -> None:
+        width = max(len(r[0]) for r in self.rows)
+        print(f"\n| {'measured (same files, same servers, one run)':<{width}} | value | goal |")
+        print(f"|{'-' * (width + 2)}|-------|------|")
+        for what, value, note in self.rows:
+            print(f"| {what:<{width}} | {value} | {note} |")
+
+
+def ratio(value: float, goal: str) -> str:
+    return f"{value:.2f}× ({goal})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000])
-    parser.add_argument("--repeat", type=int, default=2, help="loads per size (2nd = re-run)")
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the big month")
+    parser.add_argument("--months", type=int, default=12, help="months of the growing table")
+    parser.add_argument("--month-rows", type=int, default=250_000, help="rows of each of them")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "taxi_bench")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(one_load(args.child, args.cache, args.url, args.repeat)))
-        return
-    args.cache.mkdir(parents=True, exist_ok=True)
-    base_url = serve_directory(args.cache)
-    print(f"{'rows':>10} {'gz MiB':>7} {'run':>4} {'wall s':>7} {'stage s':>8} {'merge s':>8} "
-          f"{'rows/s':>9} {'peak RSS MiB':>13}")  # fmt: skip
-    for rows in args.rows:
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", str(rows), "--url", base_url,
-             "--cache", str(args.cache), "--repeat", str(args.repeat)],
-            capture_output=True, text=True, check=True, cwd=ROOT,
-        )  # fmt: skip
-        report = json.loads(child.stdout.strip().splitlines()[-1])
-        for run in report["runs"]:
+
+    big = args.cache / f"rows_{args.rows}"
+    generate_month(big / "yellow" / MONTH.source_filename, YELLOW, MONTH, args.rows)
+    tiny = args.cache / "rows_20"
+    generate_month(tiny / "yellow" / MONTH.source_filename, YELLOW, MONTH, 20)
+    months = [
+        TaxiPartition("yellow", f"{2019 + m // 12}-{m % 12 + 1:02d}") for m in range(args.months)
+    ]
+    growing = args.cache / f"rows_{args.month_rows}"
+    for partition in months:
+        generate_month(
+            growing / "yellow" / partition.source_filename, YELLOW, partition, args.month_rows
+        )
+
+    run_id = uuid.uuid4().hex[:8]
+    schemas = {name: f"bench_{run_id}_{name}" for name in ("ref", "seed", "ours", "tiny", "grow")}
+    table = Table()
+    with pg_connection() as connection:
+        for name in schemas.values():
+            connection.execute(f"CREATE SCHEMA {name}")
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            home = Path(scratch) / "dagster_home"
+            home.mkdir()
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+            def pg_env(schema_name: str, source: Path) -> dict[str, str]:
+                return {
+                    "TAXI_WAREHOUSE": "postgres",
+                    "TAXI_PG_SCHEMA": schema_name,
+                    "TAXI_SOURCE_URL": str(source),
+                    "PGHOST": PG["host"],
+                    "PGPORT": str(PG["port"]),
+                    "PGUSER": PG["user"],
+                    "PGDATABASE": PG["dbname"],
+                }
+
+            path = big / "yellow" / MONTH.source_filename
             print(
-                f"{rows:>10,} {report['gz_bytes'] / 2**20:>7.1f} {run['attempt']:>4} "
-                f"{run['wall_s']:>7.2f} {run['stage_s']:>8.2f} {run['merge_s']:>8.2f} "
-                f"{rows / run['load_s']:>9,.0f} {report['peak_rss_mib']:>13.1f}"
+                f"{args.rows:,} rows, {path.stat().st_size / 2**20:.0f} MiB gzip", file=sys.stderr
             )
+            copy_s = raw_copy(path, schemas["ref"])
+            table.add("PostgreSQL: raw COPY into an unlogged table", f"{copy_s:.2f} s")
+            seed_s = seed_recipe(path, schemas["seed"])
+            table.add(
+                "PostgreSQL: the seed's Kestra SQL (CREATE, TRUNCATE, COPY, UPDATE, MERGE)",
+                f"{seed_s:.2f} s",
+            )
+
+            fixed = materialize(MONTH, pg_env(schemas["tiny"], tiny), home)
+            table.add(
+                "CLI: whole `dagster asset materialize` of a 20-row month",
+                f"{fixed.wall:.2f} s",
+                "goal ≤ 4 s",
+            )
+            first = materialize(MONTH, pg_env(schemas["ours"], big), home)
+            table.add(
+                "taxi_assets on PostgreSQL: load step",
+                f"{first.load:.2f} s",
+                "seed ÷ load = " + ratio(seed_s / first.load, "goal ≥ 2.5"),
+            )
+            for name in CHECKS:
+                table.add(f"  check {name}", f"{first.steps.get(f'taxi_trips_{name}', 0):.2f} s")
+            table.add("  all checks ÷ load step", ratio(first.checks / first.load, "goal ≤ 0.10"))
+            net = first.wall - fixed.wall
+            table.add(
+                "  whole CLI run net of the fixed cost",
+                f"{net:.2f} s",
+                "seed ÷ net = " + ratio(seed_s / net, "goal ≥ 2"),
+            )
+            table.add(
+                "  peak RSS of the run process",
+                f"{first.peak_rss_mib:.0f} MiB",
+                f"(20-row month: {fixed.peak_rss_mib:.0f} MiB; goal: flat)",
+            )
+            again = materialize(MONTH, pg_env(schemas["ours"], big), home)
+            table.add(
+                "  re-load of the same month: load step",
+                f"{again.load:.2f} s",
+                "re-load ÷ first = " + ratio(again.load / first.load, "goal ≤ 1.1"),
+            )
+            table.add("  re-load: checks", f"{again.checks:.2f} s")
+
+            raw_duck = duckdb_raw_reader(path)
+            table.add(
+                "DuckDB: CREATE TABLE AS SELECT md5(…), * FROM read_csv(file)", f"{raw_duck:.2f} s"
+            )
+            duck_env = {
+                "TAXI_WAREHOUSE": "duckdb",
+                "TAXI_DUCKDB_PATH": f"{scratch}/bench.duckdb",
+                "TAXI_SOURCE_URL": str(big),
+            }
+            duck = materialize(MONTH, duck_env, home)
+            table.add(
+                "taxi_assets on DuckDB: load step",
+                f"{duck.load:.2f} s",
+                "load ÷ raw reader = " + ratio(duck.load / raw_duck, "goal ≤ 1.5"),
+            )
+            table.add("  DuckDB checks", f"{duck.checks:.2f} s")
+
+            runs = [materialize(p, pg_env(schemas["grow"], growing), home) for p in months]
+            n = len(runs)
+            table.add(
+                f"PostgreSQL, {args.month_rows:,}-row months: month 1 load step",
+                f"{runs[0].load:.2f} s",
+            )
+            table.add(
+                f"  month {n} load step ({n - 1} months loaded)",
+                f"{runs[-1].load:.2f} s",
+                "month N ÷ month 1 = " + ratio(runs[-1].load / runs[0].load, "goal ≤ 1.2"),
+            )
+            for name in CHECKS:
+                key = f"taxi_trips_{name}"
+                table.add(
+                    f"  check {name}: month 1 → month {n}",
+                    f"{runs[0].steps.get(key, 0):.2f} s → {runs[-1].steps.get(key, 0):.2f} s",
+                )
+            table.add(
+                f"  month {n}: all checks ÷ load step",
+                ratio(runs[-1].checks / runs[-1].load, "goal ≤ 0.10"),
+            )
+
+            table.add("import taxi_assets.definitions", f"{import_seconds():.2f} s")
+    finally:
+        with pg_connection() as connection:
+            for name in schemas.values():
+                connection.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    table.print()
 
 
 if __name__ == "__main__":

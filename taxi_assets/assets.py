@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
-from taxi_assets.resources import TaxiSource, warehouse_from_env
+from taxi_assets.resources import TaxiSource, warehouse_kind
 from taxi_assets.source import SourceError, SourceUnavailable, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
 from taxi_assets.warehouse import (
@@ -29,7 +29,7 @@ GROUP = "taxi"
 SOURCE_FILE = dg.AssetKey("taxi_source_file")
 STAGING = dg.AssetKey("taxi_trips_staging")
 TRIPS = dg.AssetKey("taxi_trips")
-WAREHOUSE_KIND = warehouse_from_env().kind
+WAREHOUSE_KIND = warehouse_kind()
 RETRY_DELAY_SECONDS = float(os.environ.get("TAXI_RETRY_DELAY_SECONDS", "5"))
 
 taxi_source_file = dg.AssetSpec(
@@ -144,7 +144,6 @@ def _staging_result(
             "source_url": dg.MetadataValue.url(url),
             "source_bytes": size,
             "source_rows": source_rows,
-            "exact_duplicate_rows": staged.exact_duplicate_rows,
             "pickup_outside_month": staged.pickup_outside_month,
             "stage_seconds": round(time.monotonic() - started, 3),
             "dagster/table_name": warehouse.qualified_table(staged.table.split(".")[-1]),

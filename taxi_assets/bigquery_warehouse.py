@@ -16,7 +16,9 @@ import base64
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
+import dagster as dg
 import google.auth
 import requests
 from dagster_gcp import BigQueryResource, GCSResource
@@ -180,6 +182,10 @@ class BigQueryWarehouse(TaxiWarehouse):
 
 
 def _parameter(value: object) -> bigquery.ScalarQueryParameter:
+    if isinstance(value, date):  # a month's bounds: the trip tables' times are TIMESTAMPs
+        return bigquery.ScalarQueryParameter(
+            None, "TIMESTAMP", datetime.combine(value, datetime.min.time(), tzinfo=UTC)
+        )
     type_ = "INT64" if isinstance(value, int) else "STRING"
     return bigquery.ScalarQueryParameter(None, type_, value)
 
@@ -257,7 +263,7 @@ class _BigQueryPartitionLoad(PartitionLoad):
     def stats_sql(self) -> str:
         staging, pickup = self._table(self.staging_name), self.schema.pickup
         return (
-            "SELECT COUNT(*), COUNT(*) - COUNT(DISTINCT TO_JSON_STRING(t)), "
+            "SELECT COUNT(*), "
             f"COUNTIF({pickup} < TIMESTAMP(?) OR {pickup} >= TIMESTAMP(?)) FROM {staging} AS t"
         )
 
@@ -292,14 +298,13 @@ class _BigQueryPartitionLoad(PartitionLoad):
                 raise SourceError(f"{csv.name}: {error}") from None
             month = [self.partition.month_start.isoformat(), self.partition.month_end.isoformat()]
             stats = run_query(self.bq, self.stats_sql(), month)
-            rows, duplicates, outside = next(iter(stats)).values()
+            rows, outside = next(iter(stats)).values()
         finally:
             run_query(self.bq, f"DROP TABLE IF EXISTS {self._table(self.external_name)}")
         csv.check_parsed_rows(rows)
         return StagedPartition(
             table=f"{self.warehouse.dataset}.{self.staging_name}",
             rows=rows,
-            exact_duplicate_rows=duplicates,
             pickup_outside_month=outside,
         )
 
@@ -327,3 +332,18 @@ def emitted_statements(schema: TripSchema, partition: TaxiPartition) -> list[str
         load.stats_sql(),
         load.merge_sql(),
     ]
+
+
+@dg.op(description="Create the GCS bucket and BigQuery dataset if missing (Kestra's gcp_setup).")
+def create_bucket_and_dataset(context: dg.OpExecutionContext, warehouse: BigQueryWarehouse) -> None:
+    bucket_created, dataset_created = warehouse.ensure_bucket_and_dataset()
+    for what, name, created in (
+        ("bucket", f"gs://{warehouse.bucket}", bucket_created),
+        ("dataset", f"{warehouse.project}.{warehouse.dataset}", dataset_created),
+    ):
+        context.log.info(f"{what} {name} {'created' if created else 'already exists, skipped'}")
+
+
+@dg.job(description="BigQuery only: create the bucket and dataset the loads need.")
+def gcp_setup_job() -> None:
+    create_bucket_and_dataset()

@@ -70,9 +70,7 @@ def ids_in_other_files(
     context: dg.AssetCheckExecutionContext, warehouse: TaxiWarehouse
 ) -> dg.AssetCheckResult:
     partition = _partition(context)
-    overlap = warehouse.ids_in_other_files(
-        TRIP_SCHEMAS[partition.taxi], partition.filename, OVERLAP_SAMPLE
-    )
+    overlap = warehouse.ids_in_other_files(TRIP_SCHEMAS[partition.taxi], partition, OVERLAP_SAMPLE)
     sample = "\n".join(f"{row_id}  {other}" for row_id, other in overlap.sample)
     return dg.AssetCheckResult(
         passed=overlap.ids == 0,

@@ -5,18 +5,27 @@ import dagster as dg
 from taxi_assets.assets import load_taxi_trips, taxi_source_file
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.dbt_models import dbt_automation_sensor, dbt_resource, taxi_dbt_models
-from taxi_assets.jobs import gcp_setup_job, taxi_trips_job
+from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.resources import source_from_env, warehouse_from_env
 from taxi_assets.schedules import taxi_schedules
 from taxi_assets.sensors import taxi_new_months
 
 WAREHOUSE = warehouse_from_env()
 
+
+def _warehouse_jobs() -> list[dg.JobDefinition]:
+    """The setup job exists for the cloud warehouse only (and only it imports Google's code)."""
+    if WAREHOUSE.kind != "bigquery":
+        return []
+    from taxi_assets.bigquery_warehouse import gcp_setup_job
+
+    return [gcp_setup_job]
+
+
 defs = dg.Definitions(
     assets=[taxi_source_file, load_taxi_trips, taxi_dbt_models],
     asset_checks=taxi_trip_checks,
-    # The setup job exists for the cloud warehouse only.
-    jobs=[taxi_trips_job] + ([gcp_setup_job] if WAREHOUSE.kind == "bigquery" else []),
+    jobs=[taxi_trips_job, *_warehouse_jobs()],
     schedules=taxi_schedules,
     sensors=[taxi_new_months, dbt_automation_sensor],
     resources={

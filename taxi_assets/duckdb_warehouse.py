@@ -1,8 +1,8 @@
 """DuckDB: the embedded default warehouse, one file, no server.
 
-The same two steps as PostgreSQL (`postgres.py`): stage the file into
-`{taxi}_tripdata_staging_{YYYY_MM}` with `unique_row_id` and `filename`, then replace the file's
-rows in `{taxi}_tripdata` in one transaction. DuckDB's CSV reader parses the gzip file itself.
+The load algorithm is the one of `partition_load.py`: DuckDB's CSV reader parses the gzip file
+into an in-memory scratch table, one pass builds `{taxi}_tripdata_staging_{YYYY_MM}`, and DELETE +
+INSERT replace the file's rows in `{taxi}_tripdata` in one transaction.
 
 A DuckDB file takes one writing process at a time. Every connection here is taken under an
 inter-process file lock beside the database, so concurrent runs (a backfill) wait their turn
@@ -18,18 +18,12 @@ import duckdb
 from filelock import FileLock
 from pydantic import Field
 
+from taxi_assets.partition_load import SqlPartitionLoad
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.pg_text import pg_float8_text
 from taxi_assets.source import SourceError, TripCsv
-from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema, id_columns
-from taxi_assets.warehouse import (
-    MergedPartition,
-    PartitionLoad,
-    StagedPartition,
-    TaxiWarehouse,
-    WarehouseError,
-    staging_table_name,
-)
+from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
+from taxi_assets.warehouse import MergedPartition, PartitionLoad, TaxiWarehouse, WarehouseError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PATH = PROJECT_ROOT / "data" / "taxi.duckdb"
@@ -41,7 +35,6 @@ TABLE_TYPES = {
 }
 # What the CSV reader parses into: integers as DOUBLE, so `1.0` loads (then checked and cast).
 CSV_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "DOUBLE"}
-INT4_MAX = 2_147_483_647
 LOCK_TIMEOUT_SECONDS = 3600
 
 
@@ -140,29 +133,15 @@ def _table_exists(connection: duckdb.DuckDBPyConnection, schema_name: str, table
 
 
 def float_text_sql(column: str) -> str:
-    """PostgreSQL's text of a DOUBLE: DuckDB's own text where it is the same digits (values read
-    from short decimals), minus the `.0`; the exact rules (`pg_float8_text`) everywhere else."""
+    """PostgreSQL's text of a DOUBLE. Both print the shortest digits that read back as the same
+    number; where PostgreSQL writes them plain (exponent in [-4, 15)) DuckDB does too, but for a
+    trailing `.0`. Elsewhere the exact rules (`pg_float8_text`, in Python: rare values)."""
     return (
-        f"CASE WHEN abs({column}) >= 1e-4 AND abs({column}) < 1e15 "
-        f"AND TRY_CAST(CAST({column} AS VARCHAR) AS DOUBLE) = {column} "
+        f"CASE WHEN {column} IS NULL THEN NULL "
+        f"WHEN abs({column}) >= 1e-4 AND abs({column}) < 1e15 "
         f"THEN regexp_replace(CAST({column} AS VARCHAR), '\\.0$', '') "
         f"ELSE pg_float8_text({column}) END"
     )
-
-
-def unique_row_id_sql(schema: TripSchema) -> str:
-    """The seed flow's md5 id, computed from the same text PostgreSQL would hash."""
-    parts = []
-    for column in id_columns(schema):
-        name = quote(column.name.lower())
-        if column.type is ColumnType.FLOAT:
-            text = float_text_sql(name)
-        elif column.type is ColumnType.TIMESTAMP:
-            text = f"strftime({name}, '%Y-%m-%d %H:%M:%S')"
-        else:
-            text = f"CAST({name} AS VARCHAR)"
-        parts.append(f"COALESCE({text}, '')")
-    return f"md5({' || '.join(parts)})"
 
 
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
@@ -188,7 +167,9 @@ def _describe_csv_error(name: str, error: duckdb.Error) -> str:
     return f"{name}{where}: {reason}"
 
 
-class _DuckDBPartitionLoad(PartitionLoad):
+class _DuckDBPartitionLoad(SqlPartitionLoad):
+    conversion_errors = (duckdb.ConversionException, duckdb.InvalidInputException)
+
     def __init__(
         self,
         connection: duckdb.DuckDBPyConnection,
@@ -196,14 +177,82 @@ class _DuckDBPartitionLoad(PartitionLoad):
         schema: TripSchema,
         partition: TaxiPartition,
     ):
+        super().__init__(target_schema, schema, partition, TABLE_TYPES)
         self.connection = connection
-        self.target_schema = target_schema
-        self.schema = schema
-        self.partition = partition
-        self.staging_name = staging_table_name(schema, partition)
-        self.staging = f"{quote(target_schema)}.{quote(self.staging_name)}"
-        self.main = f"{quote(target_schema)}.{quote(schema.table)}"
-        self.columns = ", ".join(quote(c.name.lower()) for c in schema.columns)
+
+    def quote(self, identifier: str) -> str:
+        return quote(identifier)
+
+    def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        return self.connection.execute(query.replace("%s", "?"), list(params)).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.connection.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    @property
+    def source(self) -> str:
+        return f"temp.main.{quote(self.source_name)}"  # a view, gone with the connection
+
+    @property
+    def staging(self) -> str:
+        # In memory (spilling to disk past DuckDB's memory limit): the rows are written to the
+        # database file once, by the merge.
+        return f"temp.main.{quote(self.staging_name)}"
+
+    def create_table_sql(self, table: str) -> str:
+        return f"CREATE TEMP TABLE {quote(self.staging_name)}"
+
+    def require_staging(self) -> None:
+        found = self.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = %s",
+            [self.staging_name],
+        )
+        if not found[0][0]:
+            raise WarehouseError(f"{self.staging_name} is missing: stage the file first")
+
+    def copy_source(self, csv: TripCsv) -> int | None:
+        """A view over DuckDB's reader of the gzip file: the staging table is built straight from
+        the file, in one pass. Python counts the file's lines meanwhile (and proves the gzip
+        stream whole)."""
+        csv.count_rows_in_background()
+        types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.schema.columns)
+        self.connection.execute(
+            f"CREATE TEMP VIEW {quote(self.source_name)} AS SELECT * FROM read_csv("
+            f"'{str(csv.path).replace(chr(39), chr(39) * 2)}', "
+            f"header = true, columns = {{{types}}}, delim = ',', quote = '\"', "
+            "escape = '\"', nullstr = '', auto_detect = false, "
+            "timestampformat = '%Y-%m-%d %H:%M:%S', compression = 'gzip')"
+        )
+        return None
+
+    def drop_source_sql(self) -> str:
+        return f"DROP VIEW IF EXISTS {self.source}"
+
+    def explain_error(self, error: Exception, csv: TripCsv) -> Exception | None:
+        """The reader's own complaint about the file, after the line count's (a truncated or
+        non-gzip file is best said by the count)."""
+        csv.counted_rows()
+        if "CSV Error" in str(error) or isinstance(error, duckdb.InvalidInputException):
+            return SourceError(_describe_csv_error(csv.name, error))
+        return super().explain_error(error, csv)
+
+    def id_text_sql(self, column: str, type_: ColumnType) -> str:
+        if type_ is ColumnType.FLOAT:
+            return float_text_sql(column)
+        if type_ is ColumnType.TIMESTAMP:
+            return f"strftime({column}, '%Y-%m-%d %H:%M:%S')"
+        return f"CAST({column} AS VARCHAR)"
+
+    @property
+    def row_order(self) -> str:
+        return ""  # DuckDB keeps the reader's row order (preserve_insertion_order)
 
     def ensure_tables(self) -> None:
         self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.target_schema)}")
@@ -216,101 +265,5 @@ class _DuckDBPartitionLoad(PartitionLoad):
                 f"(unique_row_id VARCHAR, filename VARCHAR, {columns})"
             )
 
-    def stage(self, csv: TripCsv) -> StagedPartition:
-        csv.count_rows()  # also proves the gzip stream whole before DuckDB parses it
-        self.connection.execute("BEGIN TRANSACTION")
-        try:
-            csv.check_parsed_rows(self._read_csv(csv))
-            self._check_whole_numbers(csv)
-            self.connection.execute(f"DROP TABLE IF EXISTS {self.staging}")
-            self.connection.execute(self._create_staging_sql(), [self.partition.filename])
-            rows, duplicates, outside = self.connection.execute(
-                self._staging_stats_sql(),
-                [self.partition.month_start, self.partition.month_end],
-            ).fetchone()
-            self.connection.execute("DROP TABLE source_rows")
-            self.connection.execute("COMMIT")
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            raise
-        return StagedPartition(
-            table=f"{self.target_schema}.{self.staging_name}",
-            rows=rows,
-            exact_duplicate_rows=duplicates,
-            pickup_outside_month=outside,
-        )
-
-    def _read_csv(self, csv: TripCsv) -> int:
-        columns = ", ".join(
-            f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.schema.columns
-        )
-        try:
-            self.connection.execute(
-                "CREATE TEMP TABLE source_rows AS "
-                "SELECT row_number() OVER () AS line_number, * FROM read_csv(?, "
-                f"header = true, columns = {{{columns}}}, delim = ',', quote = '\"', "
-                "escape = '\"', nullstr = '', auto_detect = false, "
-                "timestampformat = '%Y-%m-%d %H:%M:%S', compression = 'gzip')",
-                [str(csv.path)],
-            )
-        except (duckdb.ConversionException, duckdb.InvalidInputException) as error:
-            raise SourceError(_describe_csv_error(csv.name, error)) from None
-        return self.connection.execute("SELECT count(*) FROM source_rows").fetchone()[0]
-
-    def _check_whole_numbers(self, csv: TripCsv) -> None:
-        integer_columns = [
-            c.name.lower() for c in self.schema.columns if c.type is ColumnType.INTEGER
-        ]
-        values = ", ".join(f"('{column}', {quote(column)})" for column in integer_columns)
-        found = self.connection.execute(
-            "SELECT line_number, v.column_name, v.value FROM source_rows "
-            f"CROSS JOIN LATERAL (VALUES {values}) AS v(column_name, value) "
-            "WHERE v.value <> trunc(v.value) OR abs(v.value) > ? "
-            "ORDER BY line_number LIMIT 1",
-            [INT4_MAX],
-        ).fetchone()
-        if found:
-            raise csv.fractional_integer(*found)
-
-    def _create_staging_sql(self) -> str:
-        typed_columns = ", ".join(
-            f"CAST({quote(c.name.lower())} AS INTEGER) AS {quote(c.name.lower())}"
-            if c.type is ColumnType.INTEGER
-            else quote(c.name.lower())
-            for c in self.schema.columns
-        )
-        return (
-            f"CREATE TABLE {self.staging} AS SELECT "
-            f"{unique_row_id_sql(self.schema)} AS unique_row_id, CAST(? AS VARCHAR) AS filename, "
-            f"{typed_columns} FROM source_rows ORDER BY line_number"
-        )
-
-    def _staging_stats_sql(self) -> str:
-        pickup = quote(self.schema.pickup.lower())
-        return (
-            "SELECT count(*), "
-            f"count(*) - (SELECT count(*) FROM (SELECT DISTINCT * FROM {self.staging})), "
-            f"count(*) FILTER (WHERE {pickup} < ? OR {pickup} >= ?) FROM {self.staging}"
-        )
-
     def merge(self) -> MergedPartition:
-        filename = self.partition.filename
-        if not _table_exists(self.connection, self.target_schema, self.staging_name):
-            raise WarehouseError(f"{self.staging} is missing: stage the file first")
-        self.connection.execute("BEGIN TRANSACTION")
-        try:
-            deleted = self.connection.execute(
-                f"DELETE FROM {self.main} WHERE filename = ?", [filename]
-            ).fetchone()[0]
-            inserted = self.connection.execute(
-                f"INSERT INTO {self.main} (unique_row_id, filename, {self.columns}) "
-                f"SELECT unique_row_id, filename, {self.columns} FROM {self.staging}"
-            ).fetchone()[0]
-            self.connection.execute(f"DROP TABLE {self.staging}")
-            self.connection.execute("COMMIT")
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            raise
-        return MergedPartition(
-            table=f"{self.target_schema}.{self.schema.table}", rows=inserted, replaced_rows=deleted
-        )
+        return self.delete_and_insert()

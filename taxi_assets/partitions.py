@@ -56,3 +56,8 @@ class TaxiPartition:
         """The first day of the next month (exclusive bound)."""
         start = self.month_start
         return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+    @property
+    def month_bounds(self) -> tuple[date, date]:
+        """[start, end) of the month."""
+        return self.month_start, self.month_end

@@ -1,34 +1,42 @@
-"""PostgreSQL: the main warehouse. COPY streams the file in, set-based SQL does the rest.
+"""PostgreSQL: the seeds' warehouse. COPY streams the file in; a month is swapped in whole.
 
-Per partition, on one connection holding a session advisory lock on the file (so two runs of the
-same partition queue instead of colliding; other partitions never wait):
+`{taxi}_tripdata` is partitioned by `filename` (LIST), one partition per loaded file
+(`{taxi}_tripdata_file_{YYYY_MM}`). Readers still see one table with the Kestra DDL's name and
+columns. A load builds the file's new partition aside (`partition_load.py`: COPY into an unlogged
+scratch table, one pass to the final rows), then swaps it in: in one short transaction the old
+partition is detached and dropped and the new one attached. Replacing a month therefore costs
+the same whatever the table holds, and no index grows with it.
 
-1. stage (one transaction): COPY the gzip stream into a session-private temp table, check that
-   integer columns hold whole numbers, then build `{taxi}_tripdata_staging_{YYYY_MM}` with the
-   seed flow's md5 `unique_row_id` and the `filename`.
-2. merge (one transaction): delete the file's previous rows from `{taxi}_tripdata`, insert the
-   staged rows, drop the staging table. Readers see the old month or the new one, never a mix.
-A failure or a killed process rolls back the open transaction; the main table is untouched.
+Locks: attaching a first partition never blocks readers; detaching a loaded month takes an ACCESS
+EXCLUSIVE lock on the table for a moment. That wait is bounded (`lock_timeout`), logged and
+retried, so a long reader delays the swap instead of queueing every other reader behind it.
+
+A plain `{taxi}_tripdata` (made by the Kestra flow or by an earlier version of this project) keeps
+working: its rows are replaced with DELETE + INSERT, as before.
+
+Every load holds a session advisory lock on its file, so two runs of the same partition queue
+instead of colliding; other partitions never wait.
 """
 
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
+import dagster as dg
 import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from taxi_assets.partition_load import SqlPartitionLoad
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
-from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema, id_columns
+from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouse import (
     MergedPartition,
     PartitionLoad,
-    StagedPartition,
     TaxiWarehouse,
     WarehouseError,
-    staging_table_name,
 )
 
 # The Kestra DDL's types for the main and staging tables.
@@ -38,9 +46,15 @@ TABLE_TYPES = {
     ColumnType.INTEGER: "integer",
     ColumnType.FLOAT: "double precision",
 }
-# What COPY parses into: integers as numeric, so `1.0` loads (then checked and cast).
-COPY_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "numeric"}
-INT4_MAX = 2_147_483_647
+# How long the swap waits for a lock at a time, and how long it keeps trying.
+SWAP_LOCK_TIMEOUT_SECONDS = 2.0
+SWAP_DEADLINE_SECONDS = 600.0
+OUTSIDE_MONTH_INDEX = "_outside_month_idx"
+
+
+def partition_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
+    """The partition holding one file's rows (`green_tripdata_file_2019_01`)."""
+    return f"{schema.table}_file_{partition.month.replace('-', '_')}"
 
 
 class PostgresWarehouse(TaxiWarehouse):
@@ -87,6 +101,9 @@ class PostgresWarehouse(TaxiWarehouse):
         self, schema: TripSchema, partition: TaxiPartition
     ) -> Iterator[PartitionLoad]:
         with self.connect() as connection:
+            # The ids hash timestamps and floats as text: pin how they print.
+            connection.execute("SET DateStyle = 'ISO, MDY'")
+            connection.execute("SET extra_float_digits = 1")
             load = _PostgresPartitionLoad(connection, self.target_schema, schema, partition)
             with load.locked():
                 load.ensure_tables()
@@ -108,8 +125,17 @@ class PostgresWarehouse(TaxiWarehouse):
 
 
 def _table_exists(connection: psycopg.Connection, schema_name: str, table: str) -> bool:
-    found = connection.execute("SELECT to_regclass(%s)", (f'"{schema_name}"."{table}"',))
-    return found.fetchone()[0] is not None
+    return _relkind(connection, schema_name, table) is not None
+
+
+def _relkind(connection: psycopg.Connection, schema_name: str, table: str) -> str | None:
+    """'r' for a plain table, 'p' for a partitioned one, None when there is none."""
+    found = connection.execute(
+        "SELECT c.relkind FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (schema_name, table),
+    ).fetchone()
+    return found[0] if found else None
 
 
 def _lock_key(*parts: str) -> sql.Composable:
@@ -117,7 +143,9 @@ def _lock_key(*parts: str) -> sql.Composable:
     return sql.SQL("hashtextextended({}, 0)").format(sql.Literal("taxi_assets:" + ":".join(parts)))
 
 
-class _PostgresPartitionLoad(PartitionLoad):
+class _PostgresPartitionLoad(SqlPartitionLoad):
+    conversion_errors = (psycopg.errors.InvalidTextRepresentation,)
+
     def __init__(
         self,
         connection: psycopg.Connection,
@@ -125,14 +153,92 @@ class _PostgresPartitionLoad(PartitionLoad):
         schema: TripSchema,
         partition: TaxiPartition,
     ):
+        super().__init__(target_schema, schema, partition, TABLE_TYPES)
         self.connection = connection
-        self.target_schema = target_schema
-        self.schema = schema
-        self.partition = partition
-        self.main = sql.Identifier(target_schema, schema.table)
-        self.staging_name = staging_table_name(schema, partition)
-        self.staging = sql.Identifier(target_schema, self.staging_name)
-        self.columns = sql.SQL(", ").join(sql.Identifier(c.name.lower()) for c in schema.columns)
+        self.partition_name = partition_table_name(schema, partition)
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def quote(self, identifier: str) -> str:
+        return sql.Identifier(identifier).as_string(self.connection)
+
+    def literal(self, value: str) -> str:
+        """A value written into a statement that takes no parameters (DDL), quoted by the
+        driver."""
+        return sql.Literal(value).as_string(self.connection)
+
+    def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        cursor = self.connection.execute(query, params or None)
+        return cursor.fetchall() if cursor.description else []
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return self.connection.transaction()
+
+    def copy_source(self, csv: TripCsv) -> int:
+        """COPY the file with the main table's types; a file that writes integers as `1.0` is
+        copied again with integers as decimals (checked and cast while staging)."""
+        try:
+            with self.transaction():  # a savepoint
+                self.integers_as_decimals = False
+                return self._copy(csv)
+        except _IntegerWrittenAsDecimal:
+            csv.rewind()
+            self.integers_as_decimals = True
+            return self._copy(csv)
+
+    def _copy(self, csv: TripCsv) -> int:
+        # Unlogged: nothing of it needs to survive a crash. Created in this transaction, so COPY
+        # may write its rows frozen: the pass that reads them sets no hint bits (no rewrite).
+        columns = self.source_columns(self.integers_as_decimals)
+        self.execute(f"CREATE UNLOGGED TABLE {self.source} ({columns})")
+        copy = (
+            f"COPY {self.source} ({self.column_list()}) "
+            "FROM STDIN (FORMAT csv, HEADER true, FREEZE true)"
+        )
+        with self.connection.cursor() as cursor:
+            try:
+                with cursor.copy(copy) as stream:
+                    for chunk in csv.chunks():
+                        stream.write(chunk)
+            except psycopg.errors.DataError as error:
+                if not self.integers_as_decimals and _decimal_in_integer_column(error):
+                    raise _IntegerWrittenAsDecimal from None
+                raise SourceError(_describe_copy_error(csv.name, error)) from None
+            return cursor.rowcount
+
+    def id_text_sql(self, column: str, type_: ColumnType) -> str:
+        # CAST of a text column is the identity: the seed writes it for VendorID only.
+        return f"CAST({column} AS text)"
+
+    @property
+    def row_order(self) -> str:
+        return "ORDER BY ctid"  # a table filled by one COPY holds its rows in the file's order
+
+    @property
+    def partitioned(self) -> bool:
+        return _relkind(self.connection, self.target_schema, self.schema.table) == "p"
+
+    def prepare_staging(self) -> None:
+        """Make the staged table a ready partition: the CHECK constraint that spares ATTACH a
+        scan, and its index of rows outside the month."""
+        if not self.partitioned:
+            return
+        constraint = self.quote(self.partition_name + "_check")
+        self.execute(
+            f"ALTER TABLE {self.staging} ADD CONSTRAINT {constraint} "
+            f"CHECK (filename IS NOT NULL AND filename = {self.literal(self.partition.filename)})"
+        )
+        # The rows `ids_in_other_files` compares: pickups outside the file's month (a few per
+        # thousand), or none.
+        pickup = self.quote(self.schema.pickup.lower())
+        start, end = (self.literal(str(day)) for day in self.partition.month_bounds)
+        self.execute(
+            f"CREATE INDEX {self.quote(self.staging_name + OUTSIDE_MONTH_INDEX)} "
+            f"ON {self.staging} ({pickup}) WHERE {pickup} < {start}::timestamp "
+            f"OR {pickup} >= {end}::timestamp OR {pickup} IS NULL"
+        )
+
+    # -- tables --------------------------------------------------------------------------------
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -145,165 +251,110 @@ class _PostgresPartitionLoad(PartitionLoad):
             if not self.connection.closed and not self.connection.broken:
                 self.connection.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(key))
 
-    def stage(self, csv: TripCsv) -> StagedPartition:
-        with self.connection.transaction():
-            # The ids hash timestamps and floats as text: pin how they print.
-            self.connection.execute("SET LOCAL DateStyle = 'ISO, MDY'")
-            self.connection.execute("SET LOCAL extra_float_digits = 1")
-            self._copy_into_temp_table(csv)
-            self._check_whole_numbers(csv)
-            self.connection.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.staging))
-            self.connection.execute(self._create_staging_sql(), (self.partition.filename,))
-            rows, duplicates, outside = self.connection.execute(
-                self._staging_stats_sql(),
-                (self.partition.month_start, self.partition.month_end),
-            ).fetchone()
-        return StagedPartition(
-            table=f"{self.target_schema}.{self.staging_name}",
-            rows=rows,
-            exact_duplicate_rows=duplicates,
-            pickup_outside_month=outside,
-        )
-
-    def _copy_into_temp_table(self, csv: TripCsv) -> None:
-        columns = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c.name.lower()), sql.SQL(COPY_TYPES[c.type]))
-            for c in self.schema.columns
-        )
-        self.connection.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE source_rows "
-                "(line_number bigint GENERATED ALWAYS AS IDENTITY, {}) ON COMMIT DROP"
-            ).format(columns)
-        )
-        copy = sql.SQL("COPY source_rows ({}) FROM STDIN (FORMAT csv, HEADER true)").format(
-            self.columns
-        )
-        with self.connection.cursor() as cursor:
-            try:
-                with cursor.copy(copy) as stream:
-                    for chunk in csv.chunks():
-                        stream.write(chunk)
-            except psycopg.errors.DataError as error:
-                raise SourceError(_describe_copy_error(csv.name, error)) from None
-            csv.check_parsed_rows(cursor.rowcount)
-
-    def _check_whole_numbers(self, csv: TripCsv) -> None:
-        integer_columns = [
-            c.name.lower() for c in self.schema.columns if c.type is ColumnType.INTEGER
-        ]
-        values = sql.SQL(", ").join(
-            sql.SQL("({}, {})").format(sql.Literal(name), sql.Identifier(name))
-            for name in integer_columns
-        )
-        found = self.connection.execute(
-            sql.SQL(
-                "SELECT line_number, v.column_name, v.value FROM source_rows "
-                "CROSS JOIN LATERAL (VALUES {}) AS v(column_name, value) "
-                "WHERE v.value <> trunc(v.value) OR abs(v.value) > %s "
-                "ORDER BY line_number LIMIT 1"
-            ).format(values),
-            (INT4_MAX,),
-        ).fetchone()
-        if found:
-            raise csv.fractional_integer(*found)
-
-    def _create_staging_sql(self) -> sql.Composed:
-        typed_columns = sql.SQL(", ").join(
-            sql.SQL(
-                "{name}::integer AS {name}" if c.type is ColumnType.INTEGER else "{name}"
-            ).format(name=sql.Identifier(c.name.lower()))
-            for c in self.schema.columns
-        )
-        return sql.SQL(
-            "CREATE UNLOGGED TABLE {staging} AS "
-            "SELECT {unique_row_id} AS unique_row_id, %s::text AS filename, {columns} "
-            "FROM source_rows"
-        ).format(
-            staging=self.staging,
-            unique_row_id=unique_row_id_sql(self.schema),
-            columns=typed_columns,
-        )
-
-    def _staging_stats_sql(self) -> sql.Composed:
-        pickup = sql.Identifier(self.schema.pickup.lower())
-        return sql.SQL(
-            "SELECT count(*), "
-            "count(*) - (SELECT count(*) FROM (SELECT DISTINCT * FROM {staging}) AS d), "
-            "count(*) FILTER (WHERE {pickup} < %s OR {pickup} >= %s) FROM {staging}"
-        ).format(staging=self.staging, pickup=pickup)
-
-    def merge(self) -> MergedPartition:
-        filename = self.partition.filename
-        with self.connection.transaction():
-            if not _table_exists(self.connection, self.target_schema, self.staging_name):
-                raise WarehouseError(
-                    f"{self.target_schema}.{self.staging_name} is missing: stage the file first"
-                )
-            deleted = self.connection.execute(
-                sql.SQL("DELETE FROM {} WHERE filename = %s").format(self.main), (filename,)
-            ).rowcount
-            inserted = self.connection.execute(
-                sql.SQL(
-                    "INSERT INTO {main} (unique_row_id, filename, {columns}) "
-                    "SELECT unique_row_id, filename, {columns} FROM {staging}"
-                ).format(main=self.main, columns=self.columns, staging=self.staging)
-            ).rowcount
-            self.connection.execute(sql.SQL("DROP TABLE {}").format(self.staging))
-        return MergedPartition(
-            table=f"{self.target_schema}.{self.schema.table}", rows=inserted, replaced_rows=deleted
-        )
-
     def ensure_tables(self) -> None:
-        """Create the schema and both colours' main tables (the Kestra DDL) if missing: the dbt
-        models read both, whichever colour is loaded first. Concurrent loads serialise here."""
-        with self.connection.transaction():
-            self.connection.execute(
-                sql.SQL("SELECT pg_advisory_xact_lock({})").format(
-                    _lock_key(self.target_schema, "ddl")
-                )
+        """Create the schema and both colours' main tables if missing (the dbt models read both,
+        whichever colour is loaded first). Only when something is missing does this take a lock
+        or run DDL; an existing plain table is left as it is."""
+        if all(
+            _table_exists(self.connection, self.target_schema, schema.table)
+            for schema in TRIP_SCHEMAS.values()
+        ):
+            return
+        with self.transaction():
+            self.execute(
+                sql.SQL("SELECT pg_advisory_xact_lock({})")
+                .format(_lock_key(self.target_schema, "ddl"))
+                .as_string(self.connection)
             )
-            if not self._schema_exists():
-                self.connection.execute(
-                    sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.target_schema))
-                )
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.target_schema)}")
             for schema in TRIP_SCHEMAS.values():
-                self._create_main_table(schema)
+                if not _table_exists(self.connection, self.target_schema, schema.table):
+                    self._create_main_table(schema)
 
     def _create_main_table(self, schema: TripSchema) -> None:
-        table = sql.Identifier(self.target_schema, schema.table)
-        columns = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c.name.lower()), sql.SQL(TABLE_TYPES[c.type]))
-            for c in schema.columns
+        columns = ", ".join(
+            f"{self.quote(c.name.lower())} {TABLE_TYPES[c.type]}" for c in schema.columns
         )
-        self.connection.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} (unique_row_id text, filename text, {})").format(
-                table, columns
-            )
+        self.execute(
+            f"CREATE TABLE {self.qualified(schema.table)} "
+            f"(unique_row_id text, filename text, {columns}) PARTITION BY LIST (filename)"
         )
-        for column in ("filename", "unique_row_id"):
-            self.connection.execute(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                    sql.Identifier(f"{schema.table}_{column}_idx"), table, sql.Identifier(column)
+
+    # -- the swap ------------------------------------------------------------------------------
+
+    def merge(self) -> MergedPartition:
+        if not self.partitioned:
+            return self.delete_and_insert()
+        started = time.monotonic()
+        while True:
+            try:
+                return self._swap()
+            except psycopg.errors.LockNotAvailable:
+                waited = time.monotonic() - started
+                if waited > SWAP_DEADLINE_SECONDS:
+                    raise WarehouseError(
+                        f"{self.target_schema}.{self.schema.table} stayed locked by other "
+                        f"sessions for {waited:.0f}s: {self.partition.filename} was not swapped in"
+                    ) from None
+                dg.get_dagster_logger().info(
+                    f"{self.schema.table} is in use by another session (a long query?); "
+                    f"retrying the swap of {self.partition.filename} ({waited:.0f}s so far)"
                 )
+                time.sleep(1.0)
+
+    def _swap(self) -> MergedPartition:
+        filename = self.partition.filename
+        with self.transaction():
+            self.execute(f"SET LOCAL lock_timeout = '{int(SWAP_LOCK_TIMEOUT_SECONDS * 1000)}ms'")
+            self.require_staging()
+            rows = self.staged_rows()
+            replaced = 0
+            old = self._current_partition()
+            if old is not None:
+                replaced = self.execute(f"SELECT count(*) FROM {old}")[0][0]
+                self.execute(f"ALTER TABLE {self.main} DETACH PARTITION {old}")
+                self.execute(f"DROP TABLE {old}")
+            partition = self.qualified(self.partition_name)
+            self.execute(f"DROP TABLE IF EXISTS {partition}")  # a detached leftover, say
+            self.execute(f"ALTER TABLE {self.staging} RENAME TO {self.quote(self.partition_name)}")
+            self.execute(
+                f"ALTER INDEX {self.qualified(self.staging_name + OUTSIDE_MONTH_INDEX)} "
+                f"RENAME TO {self.quote(self.partition_name + OUTSIDE_MONTH_INDEX)}"
             )
+            self.execute(
+                f"ALTER TABLE {self.main} ATTACH PARTITION {partition} "
+                f"FOR VALUES IN ({self.literal(filename)})"
+            )
+        return self.merged(rows=rows, replaced_rows=replaced)
 
-    def _schema_exists(self) -> bool:
-        found = self.connection.execute("SELECT to_regnamespace(%s)", (f'"{self.target_schema}"',))
-        return found.fetchone()[0] is not None
-
-
-def unique_row_id_sql(schema: TripSchema) -> sql.Composed:
-    """The seed flow's id: md5 over seven columns cast to text, NULLs as '', no separators."""
-    parts = [
-        # CAST of a text column is the identity: the seed writes it for VendorID only.
-        sql.SQL("COALESCE(CAST({} AS text), '')").format(sql.Identifier(c.name.lower()))
-        for c in id_columns(schema)
-    ]
-    return sql.SQL("md5({})").format(sql.SQL(" || ").join(parts))
+    def _current_partition(self) -> str | None:
+        """The partition that holds the file's rows now, whatever its name."""
+        found = self.execute(
+            "SELECT n.nspname, c.relname FROM pg_inherits AS i "
+            "JOIN pg_class AS c ON c.oid = i.inhrelid "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE i.inhparent = to_regclass(%s) "
+            "AND pg_get_expr(c.relpartbound, c.oid) = %s",
+            [self.main, f"FOR VALUES IN ({self.literal(self.partition.filename)})"],
+        )
+        return f"{self.quote(found[0][0])}.{self.quote(found[0][1])}" if found else None
 
 
 _COPY_CONTEXT = re.compile(r"COPY \w+, line (\d+)(?:, column (\w+))?")
+_DECIMAL = re.compile(r'^"?\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*"?$')
+
+
+class _IntegerWrittenAsDecimal(Exception):
+    """COPY met `1.0` (or `2.5`) in an integer column."""
+
+
+def _decimal_in_integer_column(error: psycopg.errors.DataError) -> bool:
+    """Whether COPY refused a decimal number for an integer column."""
+    if not isinstance(error, psycopg.errors.InvalidTextRepresentation):
+        return False
+    message = error.diag.message_primary or ""
+    value = message.rpartition(": ")[2]
+    return "type integer" in message and bool(_DECIMAL.match(value))
 
 
 def _describe_copy_error(name: str, error: psycopg.errors.DataError) -> str:

@@ -11,11 +11,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from taxi_assets.bigquery_warehouse import BigQueryWarehouse
-from taxi_assets.duckdb_warehouse import DEFAULT_PATH as DEFAULT_DUCKDB_PATH
-from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.postgres import PostgresWarehouse
 from taxi_assets.source import (
     DEFAULT_SOURCE_URL,
     FetchedFile,
@@ -62,7 +58,13 @@ def _env(name: str, default: object, as_int: bool = False) -> object:
     return dg.EnvVar.int(name) if as_int else dg.EnvVar(name)
 
 
-def postgres_from_env() -> PostgresWarehouse:
+# Each warehouse's module is imported when that warehouse is chosen: a DuckDB run never loads
+# Google's libraries, say.
+
+
+def postgres_from_env() -> TaxiWarehouse:
+    from taxi_assets.postgres import PostgresWarehouse
+
     return PostgresWarehouse(
         host=_env("PGHOST", "localhost"),
         port=_env("PGPORT", 5432, as_int=True),
@@ -73,11 +75,15 @@ def postgres_from_env() -> PostgresWarehouse:
     )
 
 
-def duckdb_from_env() -> DuckDBWarehouse:
-    return DuckDBWarehouse(path=_env("TAXI_DUCKDB_PATH", str(DEFAULT_DUCKDB_PATH)))
+def duckdb_from_env() -> TaxiWarehouse:
+    from taxi_assets.duckdb_warehouse import DEFAULT_PATH, DuckDBWarehouse
+
+    return DuckDBWarehouse(path=_env("TAXI_DUCKDB_PATH", str(DEFAULT_PATH)))
 
 
-def bigquery_from_env() -> BigQueryWarehouse:
+def bigquery_from_env() -> TaxiWarehouse:
+    from taxi_assets.bigquery_warehouse import BigQueryWarehouse
+
     return BigQueryWarehouse(
         project=_env("GCP_PROJECT_ID", ""),
         location=_env("GCP_LOCATION", "US"),
@@ -95,13 +101,18 @@ WAREHOUSES = {
 }
 
 
-def warehouse_from_env() -> TaxiWarehouse:
+def warehouse_kind() -> str:
     """The warehouse TAXI_WAREHOUSE names: `duckdb` (the default, no server), `postgres` or
     `bigquery`."""
     name = os.environ.get("TAXI_WAREHOUSE", "duckdb").strip().lower() or "duckdb"
     if name not in WAREHOUSES:
         raise ValueError(f"TAXI_WAREHOUSE must be one of {', '.join(WAREHOUSES)}, not {name!r}")
-    return WAREHOUSES[name]()
+    return name
+
+
+def warehouse_from_env() -> TaxiWarehouse:
+    """The warehouse resource TAXI_WAREHOUSE names, configured from the environment."""
+    return WAREHOUSES[warehouse_kind()]()
 
 
 def source_from_env() -> TaxiSource:

@@ -6,6 +6,7 @@ Reading checks the gzip stream and the header as it goes and counts the data lin
 count of rows in the file is known independently of what the warehouse says it loaded.
 """
 
+import concurrent.futures
 import gzip
 import shutil
 import zlib
@@ -144,6 +145,7 @@ class TripCsv:
         self.name = name
         self.path = path
         self.rows = 0
+        self._counted: concurrent.futures.Future[int] | None = None
         self._gzip = gzip.open(path, "rb")  # noqa: SIM115 - closed by close() / __exit__
         try:
             self.header_line = self._read_header()
@@ -152,7 +154,17 @@ class TripCsv:
             self.close()
             raise
 
+    def rewind(self) -> None:
+        """Back to the first data line, for a loader that reads the file a second time."""
+        self._gzip.close()
+        self._gzip = gzip.open(self.path, "rb")  # noqa: SIM115 - closed by close() / __exit__
+        self.rows = 0
+        self.header_line = self._read_header()
+
     def close(self) -> None:
+        if self._counted is not None:
+            self._counted.cancel()
+            concurrent.futures.wait([self._counted])
         self._gzip.close()
 
     def __enter__(self) -> "TripCsv":
@@ -167,9 +179,22 @@ class TripCsv:
             pass
         return self.rows
 
+    def count_rows_in_background(self) -> None:
+        """Start `count_rows` in a thread, for a loader that reads the file by itself meanwhile
+        (zlib lets go of the GIL). `counted_rows` waits for it."""
+        self._counting = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._counted = self._counting.submit(self.count_rows)
+        self._counting.shutdown(wait=False)
+
+    def counted_rows(self) -> int:
+        """The data lines, once counted; the count's own error (a truncated gzip, say) if any."""
+        if self._counted is not None:
+            return self._counted.result()
+        return self.rows
+
     def check_parsed_rows(self, parsed: int) -> None:
         """The CSV parser must find one row per data line counted here."""
-        if parsed != self.rows:
+        if parsed != self.counted_rows():
             raise SourceError(
                 f"{self.name}: {self.rows} data lines but {parsed} CSV rows "
                 "(quoted line breaks inside a field?)"

@@ -35,7 +35,6 @@ class WarehouseMisconfigured(WarehouseError):
 class StagedPartition:
     table: str
     rows: int
-    exact_duplicate_rows: int
     pickup_outside_month: int
 
 
@@ -124,22 +123,73 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
             [filename, limit],
         )
 
-    def ids_in_other_files(self, schema: TripSchema, filename: str, limit: int) -> "IdOverlap":
-        """Ids of `filename`'s rows that other files' rows carry too."""
-        overlap = (
-            "SELECT DISTINCT this.unique_row_id, other.filename "
-            "FROM {table} AS this JOIN {table} AS other USING (unique_row_id) "
-            "WHERE this.filename = %s AND other.filename IS DISTINCT FROM %s"
+    def ids_in_other_files(
+        self, schema: TripSchema, partition: TaxiPartition, limit: int
+    ) -> "IdOverlap":
+        """Ids of the partition's rows that rows of other files carry too.
+
+        Two rows share an id only if they share the pickup time, so of two such rows in files of
+        different months at least one has its pickup outside its own file's month: a few rows in
+        a thousand. Only those are compared (PostgreSQL keeps them in a small index per file), plus
+        the files of the months this file's own outside pickups fall in, so the cost does not grow
+        with the table.
+        """
+        pickup = schema.pickup.lower()
+        this_file = partition.filename
+        inside = f"{pickup} >= %s AND {pickup} < %s"
+        months = [
+            TaxiPartition(partition.taxi, f"{int(year):04d}-{int(month):02d}")
+            for year, month in self.query(
+                schema,
+                f"SELECT DISTINCT extract(year FROM {pickup}), extract(month FROM {pickup}) "
+                f"FROM {{table}} WHERE filename = %s AND NOT ({inside})",
+                [this_file, partition.month_start, partition.month_end],
+            )
+        ]
+        # (condition, parameters) of the rows of other files worth comparing.
+        others: list[tuple[str, list[object]]] = [
+            (
+                f"filename <> %s AND {inside}",
+                [this_file, partition.month_start, partition.month_end],
+            ),
+            (f"filename <> %s AND {pickup} IS NULL", [this_file]),
+        ]
+        if months:
+            files = [m.filename for m in months]
+            in_files = f"filename IN ({', '.join(['%s'] * len(files))})"
+            ranges = " OR ".join([f"({inside})"] * len(months))
+            bounds = [b for m in months for b in (m.month_start, m.month_end)]
+            matches = f"{pickup} IN (SELECT pickup FROM this_outside)"
+            others += [
+                (f"NOT ({in_files}) AND filename <> %s AND ({ranges}) AND {matches}",
+                 [*files, this_file, *bounds]),
+                (f"{in_files} AND {matches}", files),
+            ]  # fmt: skip
+        union = " UNION ALL ".join(
+            f"SELECT unique_row_id, filename FROM {{table}} WHERE {condition}"
+            for condition, _ in others
         )
-        count = self.query(
+        rows = self.query(
             schema,
-            "SELECT count(DISTINCT unique_row_id) FROM (" + overlap + ") AS o",
-            [filename, filename],
+            f"WITH this_outside AS (SELECT {pickup} AS pickup FROM {{table}} "
+            f"WHERE filename = %s AND NOT ({inside})), "
+            f"others AS ({union}), "
+            # One pass over this file's rows, each id looked up among the few others.
+            "pairs AS (SELECT DISTINCT unique_row_id, filename FROM others "
+            "WHERE unique_row_id IN (SELECT unique_row_id FROM {table} WHERE filename = %s "
+            "AND unique_row_id IN (SELECT unique_row_id FROM others))) "
+            "SELECT (SELECT count(DISTINCT unique_row_id) FROM pairs), unique_row_id, filename "
+            "FROM pairs ORDER BY 2, 3 LIMIT %s",
+            [
+                this_file,
+                partition.month_start,
+                partition.month_end,
+                *(value for _, params in others for value in params),
+                this_file,
+                limit,
+            ],
         )
-        sample = self.query(
-            schema, overlap + " ORDER BY 1, 2 LIMIT %s", [filename, filename, limit]
-        )
-        return IdOverlap(ids=count[0][0] if count else 0, sample=[(r[0], r[1]) for r in sample])
+        return IdOverlap(ids=rows[0][0] if rows else 0, sample=[(r[1], r[2]) for r in rows])
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,20 @@ SET
   ),
   filename = '{file}';"""
 
+# The flow's last task: rows whose id the table already holds are skipped.
+KESTRA_MERGE = """MERGE INTO {table} AS T
+USING {staging} AS S
+ON T.unique_row_id = S.unique_row_id
+WHEN NOT MATCHED THEN
+  INSERT (unique_row_id, filename, VendorID, {p}_pickup_datetime, {p}_dropoff_datetime,
+    passenger_count, trip_distance, RatecodeID, store_and_fwd_flag, PULocationID, DOLocationID,
+    payment_type, fare_amount, extra, mta_tax, tip_amount, tolls_amount, improvement_surcharge,
+    total_amount, congestion_surcharge)
+  VALUES (S.unique_row_id, S.filename, S.VendorID, S.{p}_pickup_datetime, S.{p}_dropoff_datetime,
+    S.passenger_count, S.trip_distance, S.RatecodeID, S.store_and_fwd_flag, S.PULocationID,
+    S.DOLocationID, S.payment_type, S.fare_amount, S.extra, S.mta_tax, S.tip_amount,
+    S.tolls_amount, S.improvement_surcharge, S.total_amount, S.congestion_surcharge);"""
+
 
 def kestra_ids(connection: psycopg.Connection, taxi: str, csv_gz: Path, file: str) -> list[str]:
     """Load `csv_gz` as the Kestra flow does (CopyIn with header, UPDATE md5); return the ids."""
@@ -46,13 +60,22 @@ def kestra_ids(connection: psycopg.Connection, taxi: str, csv_gz: Path, file: st
     prefix = "lpep" if taxi == "green" else "tpep"
     connection.execute(f"DROP TABLE IF EXISTS {staging}")
     connection.execute(f"CREATE TABLE {staging} (unique_row_id text, filename text, {columns})")
-    names = ", ".join(line.split()[0] for line in columns.replace("\n", " ").split(", "))
+    copy_in(connection, staging, column_names(columns), csv_gz)
+    connection.execute(UNIQUE_ROW_ID.format(staging=staging, p=prefix, file=file))
+    return [row[0] for row in connection.execute(f"SELECT unique_row_id FROM {staging}")]
+
+
+def column_names(ddl: str) -> str:
+    """`VendorID, lpep_pickup_datetime, …` of a column list such as `GREEN_COLUMNS`."""
+    return ", ".join(line.split()[0] for line in ddl.replace("\n", " ").split(", "))
+
+
+def copy_in(connection: psycopg.Connection, table: str, columns: str, csv_gz: Path) -> None:
+    """The flow's CopyIn task: the gunzipped CSV, header and all, into `table`."""
     with (
         connection.cursor() as cursor,
-        cursor.copy(f"COPY {staging} ({names}) FROM STDIN (FORMAT csv, HEADER true)") as copy,
+        cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, HEADER true)") as copy,
         gzip.open(csv_gz, "rb") as source,
     ):
         while chunk := source.read(1 << 20):
             copy.write(chunk)
-    connection.execute(UNIQUE_ROW_ID.format(staging=staging, p=prefix, file=file))
-    return [row[0] for row in connection.execute(f"SELECT unique_row_id FROM {staging}")]

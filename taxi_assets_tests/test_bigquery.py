@@ -7,10 +7,9 @@ from dagster_dbt import DbtCliResource
 from sqlglot import exp
 
 from taxi_assets.assets import load_taxi_trips
-from taxi_assets.bigquery_warehouse import BigQueryWarehouse, emitted_statements
+from taxi_assets.bigquery_warehouse import BigQueryWarehouse, emitted_statements, gcp_setup_job
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.dbt_models import dbt_project, taxi_dbt_models
-from taxi_assets.jobs import gcp_setup_job
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
 from taxi_assets_tests.dagster_dev import free_port as closed_port

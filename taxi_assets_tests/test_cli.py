@@ -66,8 +66,10 @@ def _backend_query(db: psycopg.Connection, database: str) -> str | None:
     return row[0] if row else None
 
 
-@pytest.mark.parametrize("kill_during", ["COPY", "INSERT"])
+@pytest.mark.parametrize("kill_during", ["COPY", "CREATE TABLE", "ALTER TABLE"])
 def test_kill_9_mid_load_leaves_no_partial_partition(mirror, warehouse, db, tmp_path, kill_during):
+    """Killed while copying, while building the month's new partition, and in the swap (held
+    there by a long reader, so the swap is caught waiting for the table)."""
     env = _env(warehouse, mirror, tmp_path / "home")
     write_month(mirror.directory, GREEN, JAN, 500, seed=1)
     subprocess.run([*MATERIALIZE, "2019-01|green"], env=env, check=True, capture_output=True)
@@ -76,6 +78,9 @@ def test_kill_9_mid_load_leaves_no_partial_partition(mirror, warehouse, db, tmp_
     rows = list(generate_rows(GREEN, JAN, 40_000, seed=2))
     write_csv_gz(mirror.path(JAN), csv_lines(GREEN, rows * 12))
 
+    long_reader = psycopg.connect(dbname=warehouse.database, **PG)
+    if kill_during == "ALTER TABLE":
+        long_reader.execute(f'SELECT count(*) FROM "{warehouse.target_schema}".green_tripdata')
     run = subprocess.Popen(
         [*MATERIALIZE, "2019-01|green"],
         env=env,
@@ -91,6 +96,7 @@ def test_kill_9_mid_load_leaves_no_partial_partition(mirror, warehouse, db, tmp_
         time.sleep(0.02)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
+    long_reader.close()
     while _backend_query(db, warehouse.database) is not None:  # the server notices and rolls back
         time.sleep(0.05)
 

@@ -1,0 +1,280 @@
+"""The one load algorithm of the SQL warehouses (PostgreSQL, DuckDB), with small engine hooks.
+
+Per partition, on one connection:
+
+1. copy (engine): the file's rows into a scratch table `{taxi}_tripdata_source_{YYYY_MM}` as the
+   CSV types them, integers as decimals so `1.0` loads. PostgreSQL streams it with COPY, DuckDB
+   reads the gzip file with its CSV reader.
+2. stage (one transaction, shared SQL): one pass from the scratch rows to the final rows, the
+   seed flow's md5 `unique_row_id`, the `filename` and integer columns checked and cast, written
+   into `{taxi}_tripdata_staging_{YYYY_MM}`; then what the engine needs before the swap
+   (PostgreSQL: the partition's CHECK constraint and index) and the numbers the UI shows.
+3. merge (engine, one transaction): the staged rows replace the file's rows in
+   `{taxi}_tripdata`. By default DELETE + INSERT; PostgreSQL swaps a partition instead.
+
+A failure or a killed process rolls back the open transaction: the main table is untouched.
+Identifiers are quoted by the engine (`quote`), values are parameters (`%s`).
+"""
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.source import TripCsv
+from taxi_assets.trip_schema import ColumnType, TripSchema, id_columns
+from taxi_assets.warehouse import (
+    MergedPartition,
+    PartitionLoad,
+    StagedPartition,
+    WarehouseError,
+    staging_table_name,
+)
+
+INT4_MAX = 2_147_483_647
+
+
+def source_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
+    """The scratch table the file is copied into (`green_tripdata_source_2019_01`)."""
+    return f"{schema.table}_source_{partition.month.replace('-', '_')}"
+
+
+class SqlPartitionLoad(PartitionLoad):
+    """Subclasses say how to talk to their engine; the steps and their SQL live here."""
+
+    # The engine's errors for a value its cast refuses (the whole-number check's way to fail).
+    conversion_errors: tuple[type[Exception], ...] = ()
+    # Whether the scratch table holds integer columns as decimals (a file that writes `1.0`),
+    # to be checked for whole numbers and cast while staging.
+    integers_as_decimals: bool = True
+
+    def __init__(
+        self, target_schema: str, schema: TripSchema, partition: TaxiPartition, table_types
+    ):
+        self.target_schema = target_schema
+        self.schema = schema
+        self.partition = partition
+        self.table_types = table_types
+        self.staging_name = staging_table_name(schema, partition)
+        self.source_name = source_table_name(schema, partition)
+        self._staged_rows: int | None = None
+
+    # -- engine hooks -------------------------------------------------------------------------
+
+    @abstractmethod
+    def quote(self, identifier: str) -> str:
+        """The identifier, quoted by the engine's driver."""
+
+    @abstractmethod
+    def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Run one statement (`%s` parameters); its rows, if it returns any."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+
+    @abstractmethod
+    def copy_source(self, csv: TripCsv) -> int | None:
+        """Create the scratch table (`source_columns`) and fill it with the file's rows; the
+        number of CSV rows it parsed (None: count the staged rows)."""
+
+    @abstractmethod
+    def id_text_sql(self, column: str, type_: ColumnType) -> str:
+        """A column as text, exactly as PostgreSQL's CAST(... AS text) writes it (the seed hashes
+        that text)."""
+
+    @property
+    @abstractmethod
+    def row_order(self) -> str:
+        """The window that numbers the scratch rows as the file's lines (`ORDER BY ctid`)."""
+
+    def prepare_staging(self) -> None:
+        """What the staged table needs before the merge (nothing by default)."""
+
+    @abstractmethod
+    def merge(self) -> MergedPartition:
+        """Replace the file's rows in the main table with the staged ones (one transaction)."""
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def qualified(self, table: str) -> str:
+        return f"{self.quote(self.target_schema)}.{self.quote(table)}"
+
+    @property
+    def main(self) -> str:
+        return self.qualified(self.schema.table)
+
+    @property
+    def staging(self) -> str:
+        return self.qualified(self.staging_name)
+
+    @property
+    def source(self) -> str:
+        return self.qualified(self.source_name)
+
+    def column_list(self) -> str:
+        return ", ".join(self.quote(c.name.lower()) for c in self.schema.columns)
+
+    # -- the steps -----------------------------------------------------------------------------
+
+    def stage(self, csv: TripCsv) -> StagedPartition:
+        self.drop_leftovers()
+        try:
+            with self.transaction():
+                parsed = self.copy_source(csv)
+            try:
+                with self.transaction():
+                    self.execute(self._create_staging_sql(), [self.partition.filename])
+                    if parsed is None:
+                        parsed = self.execute(f"SELECT count(*) FROM {self.staging}")[0][0]
+                    csv.check_parsed_rows(parsed)
+                    self.prepare_staging()
+                    outside = self.execute(
+                        self._staging_stats_sql(),
+                        [self.partition.month_start, self.partition.month_end],
+                    )[0][0]
+            except self.conversion_errors as error:
+                explained = self.explain_error(error, csv)
+                if explained is None:
+                    raise
+                raise explained from None
+        finally:
+            self._drop_quietly(self.drop_source_sql())
+        self._staged_rows = parsed
+        return StagedPartition(
+            table=f"{self.target_schema}.{self.staging_name}",
+            rows=parsed,
+            pickup_outside_month=outside,
+        )
+
+    def drop_leftovers(self) -> None:
+        """Tables a killed run of this partition left behind (its lock is ours now)."""
+        with self.transaction():
+            self.execute(self.drop_source_sql())
+            self.execute(f"DROP TABLE IF EXISTS {self.staging}")
+
+    def create_table_sql(self, table: str) -> str:
+        """How the staging table is created (`CREATE TABLE name`)."""
+        return f"CREATE TABLE {table}"
+
+    def drop_source_sql(self) -> str:
+        return f"DROP TABLE IF EXISTS {self.source}"
+
+    def _drop_quietly(self, statement: str) -> None:
+        """Drop the scratch table if the connection still works (a failure is already on its
+        way up otherwise; the next load drops the table)."""
+        try:
+            with self.transaction():
+                self.execute(statement)
+        except Exception:  # never hide the error that brought us here
+            pass
+
+    def staged_rows(self) -> int:
+        """Rows in the staging table (known from `stage`, counted otherwise)."""
+        if self._staged_rows is None:
+            self._staged_rows = self.execute(f"SELECT count(*) FROM {self.staging}")[0][0]
+        return self._staged_rows
+
+    def require_staging(self) -> None:
+        found = self.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name = %s",
+            [self.target_schema, self.staging_name],
+        )
+        if not found[0][0]:
+            raise WarehouseError(
+                f"{self.target_schema}.{self.staging_name} is missing: stage the file first"
+            )
+
+    def delete_and_insert(self) -> MergedPartition:
+        """The plain way to replace a file's rows: DELETE them, INSERT the staged ones."""
+        columns = f"unique_row_id, filename, {self.column_list()}"
+        with self.transaction():
+            self.require_staging()
+            deleted = self.execute(
+                f"SELECT count(*) FROM {self.main} WHERE filename = %s", [self.partition.filename]
+            )[0][0]
+            self.execute(f"DELETE FROM {self.main} WHERE filename = %s", [self.partition.filename])
+            self.execute(
+                f"INSERT INTO {self.main} ({columns}) SELECT {columns} FROM {self.staging}"
+            )
+            inserted = self.execute(
+                f"SELECT count(*) FROM {self.main} WHERE filename = %s", [self.partition.filename]
+            )[0][0]
+            self.execute(f"DROP TABLE {self.staging}")
+        return self.merged(rows=inserted, replaced_rows=deleted)
+
+    def merged(self, rows: int, replaced_rows: int) -> MergedPartition:
+        return MergedPartition(
+            table=f"{self.target_schema}.{self.schema.table}",
+            rows=rows,
+            replaced_rows=replaced_rows,
+        )
+
+    # -- the shared SQL ------------------------------------------------------------------------
+
+    def source_columns(self, integers_as_decimals: bool) -> str:
+        """The scratch table's columns: the main table's types, integers as decimals or not."""
+        types = dict(self.table_types)
+        if integers_as_decimals:
+            types[ColumnType.INTEGER] = types[ColumnType.FLOAT]
+        return ", ".join(
+            f"{self.quote(c.name.lower())} {types[c.type]}" for c in self.schema.columns
+        )
+
+    def _create_staging_sql(self) -> str:
+        """One pass: ids, filename, integer columns checked and cast, the other columns as is."""
+        text = self.table_types[ColumnType.TEXT]
+        values = ", ".join(
+            self._final_value_sql(c.name.lower(), c.type) for c in self.schema.columns
+        )
+        return (
+            f"{self.create_table_sql(self.staging)} AS "
+            f"SELECT {self._unique_row_id_sql()} AS unique_row_id, "
+            f"CAST(%s AS {text}) AS filename, {values} FROM {self.source}"
+        )
+
+    def _final_value_sql(self, name: str, type_: ColumnType) -> str:
+        column = self.quote(name)
+        if type_ is not ColumnType.INTEGER or not self.integers_as_decimals:
+            return column
+        integer = self.table_types[ColumnType.INTEGER]
+        text = self.table_types[ColumnType.TEXT]
+        # A value that is not a whole int4 fails the cast of a text that names it; the error is
+        # then explained from the scratch table (`explain_error`).
+        return (
+            f"CASE WHEN {column} <> trunc({column}) OR abs({column}) > {INT4_MAX} "
+            f"THEN CAST('not a whole number: ' || CAST({column} AS {text}) AS {integer}) "
+            f"ELSE CAST({column} AS {integer}) END AS {column}"
+        )
+
+    def _unique_row_id_sql(self) -> str:
+        """The seed flow's id: md5 over seven columns as text, NULLs as '', no separators."""
+        parts = [
+            f"COALESCE({self.id_text_sql(self.quote(c.name.lower()), c.type)}, '')"
+            for c in id_columns(self.schema)
+        ]
+        return f"md5({' || '.join(parts)})"
+
+    def _staging_stats_sql(self) -> str:
+        """Pickups outside the month (PostgreSQL answers from the staged table's index)."""
+        pickup = self.quote(self.schema.pickup.lower())
+        return f"SELECT count(*) FROM {self.staging} WHERE {pickup} < %s OR {pickup} >= %s"
+
+    def explain_error(self, error: Exception, csv: TripCsv) -> Exception | None:
+        """What to say of an error building the staging table: by default, the first value of
+        an integer column that is not a whole int4, with its line (None: nothing found)."""
+        integer_columns = [
+            c.name.lower() for c in self.schema.columns if c.type is ColumnType.INTEGER
+        ]
+        values = ", ".join(f"('{name}', {self.quote(name)})" for name in integer_columns)
+        found = self.execute(
+            f"SELECT line_number, v.column_name, v.value FROM "
+            f"(SELECT row_number() OVER ({self.row_order}) AS line_number, * "
+            f"FROM {self.source}) AS s "
+            f"CROSS JOIN LATERAL (VALUES {values}) AS v(column_name, value) "
+            "WHERE v.value <> trunc(v.value) OR abs(v.value) > %s "
+            "ORDER BY line_number LIMIT 1",
+            [INT4_MAX],
+        )
+        return csv.fractional_integer(*found[0]) if found else None

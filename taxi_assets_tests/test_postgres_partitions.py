@@ -1,0 +1,157 @@
+"""PostgreSQL keeps each file in a partition of its own and swaps a re-loaded month in whole;
+a plain table (the Kestra flow's, or an earlier version's) keeps working as it is."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.trip_schema import GREEN
+from taxi_assets_tests.conftest import PG
+from taxi_assets_tests.helpers import check_results, fingerprint, metadata, rows_per_file
+from taxi_assets_tests.kestra_flow import GREEN_COLUMNS
+from taxi_assets_tests.synthetic import expected_unique_row_id, write_month
+
+JAN = TaxiPartition("green", "2019-01")
+FEB = TaxiPartition("green", "2019-02")
+
+
+def relkind(db, table: str) -> str:
+    return db.execute(
+        "SELECT c.relkind FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (db.warehouse.target_schema, table),
+    ).fetchone()[0]
+
+
+def partitions(db, table: str) -> dict[str, str]:
+    """Partition name -> its bound, as the catalog says."""
+    rows = db.execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
+        "JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(%s)",
+        (f'"{db.warehouse.target_schema}"."{table}"',),
+    ).fetchall()
+    return dict(rows)
+
+
+def test_each_file_is_a_partition_of_one_table(mirror, load, db):
+    write_month(mirror.directory, GREEN, JAN, 300)
+    write_month(mirror.directory, GREEN, FEB, 200)
+
+    load("2019-01|green")
+    load("2019-02|green")
+
+    assert relkind(db, "green_tripdata") == "p"
+    assert partitions(db, "green_tripdata") == {
+        "green_tripdata_file_2019_01": "FOR VALUES IN ('green_tripdata_2019-01.csv')",
+        "green_tripdata_file_2019_02": "FOR VALUES IN ('green_tripdata_2019-02.csv')",
+    }
+    assert rows_per_file(db, "green_tripdata") == {
+        "green_tripdata_2019-01.csv": 300,
+        "green_tripdata_2019-02.csv": 200,
+    }
+    # Readers see the Kestra DDL's columns, in its order.
+    columns = db.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = 'green_tripdata' ORDER BY ordinal_position",
+        (db.warehouse.target_schema,),
+    ).fetchall()
+    assert [c[0] for c in columns] == ["unique_row_id", "filename"] + [
+        c.name.lower() for c in GREEN.columns
+    ]
+
+
+def test_reload_swaps_the_partition_and_leaves_nothing_behind(mirror, load, db):
+    write_month(mirror.directory, GREEN, JAN, 500, seed=1)
+    load("2019-01|green")
+    new_rows = write_month(mirror.directory, GREEN, JAN, 400, seed=2)
+
+    result = load("2019-01|green")
+
+    assert metadata(result)["replaced_rows"] == 500
+    assert metadata(result)["rows_in_table"] == 400
+    ids = sorted(r[0] for r in db.execute("SELECT unique_row_id FROM green_tripdata").fetchall())
+    assert ids == sorted(expected_unique_row_id(GREEN, row) for row in new_rows)
+    tables = {
+        r[0]
+        for r in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (db.warehouse.target_schema,),
+        ).fetchall()
+    }
+    assert tables == {"green_tripdata", "yellow_tripdata", "green_tripdata_file_2019_01"}
+
+
+def test_a_plain_kestra_table_keeps_working(mirror, load, db):
+    """A table the Kestra flow created (no partitions, no indexes) is loaded by DELETE + INSERT
+    and stays a plain table; rows of files loaded by Kestra stay untouched."""
+    db.execute(f'CREATE SCHEMA "{db.warehouse.target_schema}"')
+    db.execute(f"CREATE TABLE green_tripdata (unique_row_id text, filename text, {GREEN_COLUMNS})")
+    db.execute(
+        "INSERT INTO green_tripdata (unique_row_id, filename, vendorid) "
+        "VALUES ('kestra-id', 'green_tripdata_2018-12.csv', '2')"
+    )
+    write_month(mirror.directory, GREEN, JAN, 300, seed=1)
+    load("2019-01|green")
+    rows = write_month(mirror.directory, GREEN, JAN, 250, seed=2)
+
+    result = load("2019-01|green")
+
+    assert relkind(db, "green_tripdata") == "r"
+    assert metadata(result)["replaced_rows"] == 300
+    assert rows_per_file(db, "green_tripdata") == {
+        "green_tripdata_2018-12.csv": 1,
+        "green_tripdata_2019-01.csv": 250,
+    }
+    ids = db.execute(
+        "SELECT unique_row_id FROM green_tripdata WHERE filename = %s", (JAN.filename,)
+    ).fetchall()
+    assert sorted(r[0] for r in ids) == sorted(expected_unique_row_id(GREEN, r) for r in rows)
+    assert check_results(result)["rows_match_source"].passed
+
+
+def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, load, db):
+    """Re-loading a month detaches its old partition, which needs the table to itself for a
+    moment. While a long query holds the table, the swap waits in short attempts, so other
+    readers keep getting answers; once the long query ends, the swap goes through."""
+    write_month(mirror.directory, GREEN, JAN, 300, seed=1)
+    load("2019-01|green")
+    write_month(mirror.directory, GREEN, JAN, 200, seed=2)
+    table = f'"{db.warehouse.target_schema}"."green_tripdata"'
+    dsn = {**PG, "dbname": db.warehouse.database}
+
+    with psycopg.connect(**dsn) as long_reader:  # a transaction stays open until we say
+        long_reader.execute(f"SELECT count(*) FROM {table}").fetchone()
+        reload = threading.Thread(target=load, args=("2019-01|green",))
+        reload.start()
+        with psycopg.connect(**dsn, autocommit=True) as watcher:
+            wait_until_swap_waits(watcher)
+            answered_during_swap = 0
+            for _ in range(3):
+                # Each answer comes while the long reader still holds the table.
+                assert watcher.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 300
+                answered_during_swap += 1
+                time.sleep(1.0)
+        assert reload.is_alive(), "the swap must wait for the long reader"
+        long_reader.rollback()
+    reload.join(timeout=60)
+
+    assert answered_during_swap == 3
+    assert not reload.is_alive()
+    assert fingerprint(db, "green_tripdata")[0] == 200
+
+
+def wait_until_swap_waits(watcher: psycopg.Connection, timeout: float = 60.0) -> None:
+    """Until the load's session has asked for the table's lock at least once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'taxi_assets' "
+            "AND query LIKE '%DETACH PARTITION%'"
+        ).fetchone()[0]
+        if waiting:
+            return
+        time.sleep(0.05)
+    pytest.fail("the re-load never reached its swap")
