@@ -123,8 +123,8 @@ class SqlPartitionLoad(PartitionLoad):
             with self.transaction():
                 parsed = self.copy_source(csv)
             try:
+                self.build_staging()
                 with self.transaction():
-                    self.execute(self._create_staging_sql(), [self.partition.filename])
                     if parsed is None:
                         parsed = self.execute(f"SELECT count(*) FROM {self.staging}")[0][0]
                     csv.check_parsed_rows(parsed)
@@ -138,6 +138,9 @@ class SqlPartitionLoad(PartitionLoad):
                 if explained is None:
                     raise
                 raise explained from None
+            except BaseException:
+                self._drop_quietly(f"DROP TABLE IF EXISTS {self.staging}")
+                raise
         finally:
             self._drop_quietly(self.drop_source_sql())
         self._staged_rows = parsed
@@ -146,6 +149,14 @@ class SqlPartitionLoad(PartitionLoad):
             rows=parsed,
             pickup_outside_month=outside,
         )
+
+    def build_staging(self) -> None:
+        """Write the staging table: one statement by default."""
+        with self.transaction():
+            self.execute(
+                f"{self.create_table_sql(self.staging)} AS {self.staging_select_sql()}",
+                [self.partition.filename],
+            )
 
     def drop_leftovers(self) -> None:
         """Tables a killed run of this partition left behind (its lock is ours now)."""
@@ -222,14 +233,14 @@ class SqlPartitionLoad(PartitionLoad):
             f"{self.quote(c.name.lower())} {types[c.type]}" for c in self.schema.columns
         )
 
-    def _create_staging_sql(self) -> str:
-        """One pass: ids, filename, integer columns checked and cast, the other columns as is."""
+    def staging_select_sql(self) -> str:
+        """One pass: ids, filename (the one parameter), integer columns checked and cast, the
+        other columns as they are."""
         text = self.table_types[ColumnType.TEXT]
         values = ", ".join(
             self._final_value_sql(c.name.lower(), c.type) for c in self.schema.columns
         )
         return (
-            f"{self.create_table_sql(self.staging)} AS "
             f"SELECT {self._unique_row_id_sql()} AS unique_row_id, "
             f"CAST(%s AS {text}) AS filename, {values} FROM {self.source}"
         )

@@ -7,7 +7,7 @@ has not published simply fail (or, under the schedules, are skipped) with a clea
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
@@ -61,3 +61,8 @@ class TaxiPartition:
     def month_bounds(self) -> tuple[date, date]:
         """[start, end) of the month."""
         return self.month_start, self.month_end
+
+    @property
+    def month_edges(self) -> tuple[date, date]:
+        """The end of the month's first day and the start of its last day."""
+        return self.month_start + timedelta(days=1), self.month_end - timedelta(days=1)

@@ -20,7 +20,8 @@ instead of colliding; other partitions never wait.
 
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 
 import dagster as dg
@@ -49,7 +50,10 @@ TABLE_TYPES = {
 # How long the swap waits for a lock at a time, and how long it keeps trying.
 SWAP_LOCK_TIMEOUT_SECONDS = 2.0
 SWAP_DEADLINE_SECONDS = 600.0
-OUTSIDE_MONTH_INDEX = "_outside_month_idx"
+EDGES_INDEX = "_month_edges_idx"
+# Sessions that write a staged table side by side: PostgreSQL inserts row by row, one core per
+# session, and a load is otherwise bound to one core.
+STAGING_WRITERS = 2
 
 
 def partition_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
@@ -101,10 +105,10 @@ class PostgresWarehouse(TaxiWarehouse):
         self, schema: TripSchema, partition: TaxiPartition
     ) -> Iterator[PartitionLoad]:
         with self.connect() as connection:
-            # The ids hash timestamps and floats as text: pin how they print.
-            connection.execute("SET DateStyle = 'ISO, MDY'")
-            connection.execute("SET extra_float_digits = 1")
-            load = _PostgresPartitionLoad(connection, self.target_schema, schema, partition)
+            _pin_text_formats(connection)
+            load = _PostgresPartitionLoad(
+                connection, self.target_schema, schema, partition, self.connect
+            )
             with load.locked():
                 load.ensure_tables()
                 yield load
@@ -122,6 +126,12 @@ class PostgresWarehouse(TaxiWarehouse):
                 return []
             table = sql.Identifier(self.target_schema, schema.table)
             return connection.execute(sql.SQL(query).format(table=table), params).fetchall()
+
+
+def _pin_text_formats(connection: psycopg.Connection) -> None:
+    """The ids hash timestamps and floats as text: pin how they print."""
+    connection.execute("SET DateStyle = 'ISO, MDY'")
+    connection.execute("SET extra_float_digits = 1")
 
 
 def _table_exists(connection: psycopg.Connection, schema_name: str, table: str) -> bool:
@@ -152,9 +162,11 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
         target_schema: str,
         schema: TripSchema,
         partition: TaxiPartition,
+        connect: Callable[[], AbstractContextManager[psycopg.Connection]],
     ):
         super().__init__(target_schema, schema, partition, TABLE_TYPES)
         self.connection = connection
+        self.connect = connect
         self.partition_name = partition_table_name(schema, partition)
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -206,6 +218,40 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
                 raise SourceError(_describe_copy_error(csv.name, error)) from None
             return cursor.rowcount
 
+    def build_staging(self) -> None:
+        """The staged table, written by `STAGING_WRITERS` sessions at once, each from its own
+        range of the scratch table's pages. (It is not yet part of the main table: a failure
+        drops it.)"""
+        select = self.staging_select_sql()
+        with self.transaction():
+            self.execute(
+                f"CREATE TABLE {self.staging} AS {select} WITH NO DATA", [self.partition.filename]
+            )
+        pages = self.execute(
+            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+            [self.source],
+        )[0][0]
+        cuts = [pages * i // STAGING_WRITERS for i in range(1, STAGING_WRITERS)]
+        ranges = [
+            " AND ".join(
+                ([f"ctid >= '({lo},0)'::tid"] if lo is not None else [])
+                + ([f"ctid < '({hi},0)'::tid"] if hi is not None else [])
+            )
+            for lo, hi in zip([None, *cuts], [*cuts, None], strict=True)
+        ]
+        with ThreadPoolExecutor(STAGING_WRITERS) as writers:
+            inserts = [
+                writers.submit(self._insert_staged, f"{select} WHERE {pages_range}")
+                for pages_range in ranges
+            ]
+            for insert in inserts:
+                insert.result()
+
+    def _insert_staged(self, select: str) -> None:
+        with self.connect() as connection:
+            _pin_text_formats(connection)
+            connection.execute(f"INSERT INTO {self.staging} {select}", [self.partition.filename])
+
     def id_text_sql(self, column: str, type_: ColumnType) -> str:
         # CAST of a text column is the identity: the seed writes it for VendorID only.
         return f"CAST({column} AS text)"
@@ -220,7 +266,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
 
     def prepare_staging(self) -> None:
         """Make the staged table a ready partition: the CHECK constraint that spares ATTACH a
-        scan, and its index of rows outside the month."""
+        scan, and its index of pickups at and beyond the month's edges."""
         if not self.partitioned:
             return
         constraint = self.quote(self.partition_name + "_check")
@@ -228,14 +274,16 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
             f"ALTER TABLE {self.staging} ADD CONSTRAINT {constraint} "
             f"CHECK (filename IS NOT NULL AND filename = {self.literal(self.partition.filename)})"
         )
-        # The rows `ids_in_other_files` compares: pickups outside the file's month (a few per
-        # thousand), or none.
+        # The rows `ids_in_other_files` looks pickups up in (`id_overlap.py`): outside the
+        # month, on its first or last day, or without a pickup; a few percent of the rows.
         pickup = self.quote(self.schema.pickup.lower())
-        start, end = (self.literal(str(day)) for day in self.partition.month_bounds)
+        first_day_end, last_day_start = (
+            self.literal(str(day)) for day in self.partition.month_edges
+        )
         self.execute(
-            f"CREATE INDEX {self.quote(self.staging_name + OUTSIDE_MONTH_INDEX)} "
-            f"ON {self.staging} ({pickup}) WHERE {pickup} < {start}::timestamp "
-            f"OR {pickup} >= {end}::timestamp OR {pickup} IS NULL"
+            f"CREATE INDEX {self.quote(self.staging_name + EDGES_INDEX)} "
+            f"ON {self.staging} ({pickup}) WHERE {pickup} < {first_day_end}::timestamp "
+            f"OR {pickup} >= {last_day_start}::timestamp OR {pickup} IS NULL"
         )
 
     # -- tables --------------------------------------------------------------------------------
@@ -318,8 +366,8 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
             self.execute(f"DROP TABLE IF EXISTS {partition}")  # a detached leftover, say
             self.execute(f"ALTER TABLE {self.staging} RENAME TO {self.quote(self.partition_name)}")
             self.execute(
-                f"ALTER INDEX {self.qualified(self.staging_name + OUTSIDE_MONTH_INDEX)} "
-                f"RENAME TO {self.quote(self.partition_name + OUTSIDE_MONTH_INDEX)}"
+                f"ALTER INDEX {self.qualified(self.staging_name + EDGES_INDEX)} "
+                f"RENAME TO {self.quote(self.partition_name + EDGES_INDEX)}"
             )
             self.execute(
                 f"ALTER TABLE {self.main} ATTACH PARTITION {partition} "

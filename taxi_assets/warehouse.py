@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from taxi_assets.id_overlap import neighbour_months, outside_pickup_days_sql, overlap_sql
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import TripCsv
 from taxi_assets.trip_schema import ColumnType, TripSchema
@@ -126,69 +127,15 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
     def ids_in_other_files(
         self, schema: TripSchema, partition: TaxiPartition, limit: int
     ) -> "IdOverlap":
-        """Ids of the partition's rows that rows of other files carry too.
-
-        Two rows share an id only if they share the pickup time, so of two such rows in files of
-        different months at least one has its pickup outside its own file's month: a few rows in
-        a thousand. Only those are compared (PostgreSQL keeps them in a small index per file), plus
-        the files of the months this file's own outside pickups fall in, so the cost does not grow
-        with the table.
-        """
+        """Ids of the partition's rows that rows of other files carry too (`id_overlap.py`)."""
         pickup = schema.pickup.lower()
-        this_file = partition.filename
-        inside = f"{pickup} >= %s AND {pickup} < %s"
-        months = [
-            TaxiPartition(partition.taxi, f"{int(year):04d}-{int(month):02d}")
-            for year, month in self.query(
-                schema,
-                f"SELECT DISTINCT extract(year FROM {pickup}), extract(month FROM {pickup}) "
-                f"FROM {{table}} WHERE filename = %s AND NOT ({inside})",
-                [this_file, partition.month_start, partition.month_end],
-            )
-        ]
-        # (condition, parameters) of the rows of other files worth comparing.
-        others: list[tuple[str, list[object]]] = [
-            (
-                f"filename <> %s AND {inside}",
-                [this_file, partition.month_start, partition.month_end],
-            ),
-            (f"filename <> %s AND {pickup} IS NULL", [this_file]),
-        ]
-        if months:
-            files = [m.filename for m in months]
-            in_files = f"filename IN ({', '.join(['%s'] * len(files))})"
-            ranges = " OR ".join([f"({inside})"] * len(months))
-            bounds = [b for m in months for b in (m.month_start, m.month_end)]
-            matches = f"{pickup} IN (SELECT pickup FROM this_outside)"
-            others += [
-                (f"NOT ({in_files}) AND filename <> %s AND ({ranges}) AND {matches}",
-                 [*files, this_file, *bounds]),
-                (f"{in_files} AND {matches}", files),
-            ]  # fmt: skip
-        union = " UNION ALL ".join(
-            f"SELECT unique_row_id, filename FROM {{table}} WHERE {condition}"
-            for condition, _ in others
-        )
-        rows = self.query(
+        days = self.query(
             schema,
-            f"WITH this_outside AS (SELECT {pickup} AS pickup FROM {{table}} "
-            f"WHERE filename = %s AND NOT ({inside})), "
-            f"others AS ({union}), "
-            # One pass over this file's rows, each id looked up among the few others.
-            "pairs AS (SELECT DISTINCT unique_row_id, filename FROM others "
-            "WHERE unique_row_id IN (SELECT unique_row_id FROM {table} WHERE filename = %s "
-            "AND unique_row_id IN (SELECT unique_row_id FROM others))) "
-            "SELECT (SELECT count(DISTINCT unique_row_id) FROM pairs), unique_row_id, filename "
-            "FROM pairs ORDER BY 2, 3 LIMIT %s",
-            [
-                this_file,
-                partition.month_start,
-                partition.month_end,
-                *(value for _, params in others for value in params),
-                this_file,
-                limit,
-            ],
+            outside_pickup_days_sql(pickup),
+            [partition.filename, *partition.month_bounds],
         )
+        query, params = overlap_sql(pickup, partition, neighbour_months(partition, days), limit)
+        rows = self.query(schema, query, params)
         return IdOverlap(ids=rows[0][0] if rows else 0, sample=[(r[1], r[2]) for r in rows])
 
 

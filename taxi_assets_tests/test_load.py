@@ -24,6 +24,7 @@ from taxi_assets_tests.helpers import (
 from taxi_assets_tests.synthetic import (
     csv_lines,
     expected_unique_row_id,
+    generate_rows,
     write_csv_gz,
     write_month,
 )
@@ -175,6 +176,33 @@ def test_checks_pass_and_report_ids_shared_with_other_files(mirror, load, db):
     shared = {expected_unique_row_id(GREEN, row) for row in jan_rows[:5]}
     assert overlap.metadata["ids_in_other_files"].value == len(shared)
     assert rows_per_file(db, "green_tripdata")["green_tripdata_2019-02.csv"] == 305
+
+
+@pytest.mark.parametrize(
+    "shared_pickup",
+    [
+        "2019-01-15 10:00:00",  # February repeats a mid-January trip
+        "2019-01-31 23:50:00",  # ... a trip of January's last day
+        "2019-02-01 00:05:00",  # January holds a February trip that February has too
+        "2019-03-10 08:00:00",  # both hold a March trip (March is not loaded)
+        "",  # both hold the same trip without a pickup time
+    ],
+)
+def test_ids_shared_with_another_month_are_found_wherever_the_pickup_falls(
+    mirror, load, shared_pickup
+):
+    jan_rows = list(generate_rows(GREEN, JAN, 200, seed=1))
+    feb_rows = list(generate_rows(GREEN, FEB, 150, seed=2))
+    shared = {**jan_rows[0], "lpep_pickup_datetime": shared_pickup}
+    write_csv_gz(mirror.path(JAN), csv_lines(GREEN, [*jan_rows, shared]))
+    write_csv_gz(mirror.path(FEB), csv_lines(GREEN, [*feb_rows, shared]))
+    load("2019-01|green")
+
+    overlap = check_results(load("2019-02|green"))["ids_in_other_files"]
+
+    assert overlap.metadata["ids_in_other_files"].value == 1
+    assert expected_unique_row_id(GREEN, shared) in overlap.metadata["sample"].value
+    assert "green_tripdata_2019-01.csv" in overlap.metadata["sample"].value
 
 
 def test_rows_check_fails_when_rows_go_missing(mirror, load, db, warehouse):
