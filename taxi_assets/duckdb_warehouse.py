@@ -36,6 +36,9 @@ TABLE_TYPES = {
 # What the CSV reader parses into: integers as DOUBLE, so `1.0` loads (then checked and cast).
 CSV_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "DOUBLE"}
 LOCK_TIMEOUT_SECONDS = 3600
+# DuckDB would take up to 80% of the machine's memory; past this it spills to a folder beside the
+# database file instead, so a run's memory does not grow with the month it loads.
+MEMORY_LIMIT = "512MB"
 
 
 def quote(identifier: str) -> str:
@@ -83,7 +86,9 @@ class DuckDBWarehouse(TaxiWarehouse):
         (dagster-duckdb's `DuckDBResource.get_connection` does not close on an exception.)"""
         with self.exclusive_access():
             try:
-                connection = duckdb.connect(str(self.database_file))
+                connection = duckdb.connect(
+                    str(self.database_file), config={"memory_limit": MEMORY_LIMIT}
+                )
             except duckdb.Error as error:
                 raise WarehouseError(
                     f"cannot open DuckDB file {self.database_file}: {error}"
