@@ -59,8 +59,9 @@ class DagsterDev:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "DagsterDev":
-        command = [str(DAGSTER), "dev", "-m", "taxi_assets.definitions",
-                   "-h", "127.0.0.1", "-p", str(self.port)]  # fmt: skip
+        # As `make dev` starts it: the code location comes from [tool.dagster] in pyproject.toml
+        # (named `taxi_assets`), so CLI commands meet the same location the README's server has.
+        command = [str(DAGSTER), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
         with self._log.open("wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,

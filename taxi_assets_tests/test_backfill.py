@@ -116,13 +116,15 @@ def test_the_readme_cli_backfill_queues_runs_for_the_daemon(backfill_env, serial
     before = fingerprint(db, "green_tripdata")
     keys = ",".join(str(p.key) for p in MONTHS[:3])
     done = subprocess.run(
-        [str(DAGSTER), "job", "backfill", "-m", "taxi_assets.definitions",
-         "-j", "taxi_trips_job", "--partitions", keys, "--noprompt"],
+        [str(DAGSTER), "job", "backfill", "-j", "taxi_trips_job", "--partitions", keys,
+         "--noprompt"],
         env=server.env, capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
 
     backfill_id = re.search(r"Launched backfill job `(\w+)`", done.stdout + done.stderr).group(1)
     runs = server.wait_for_runs(backfill_id, count=3)
+    # The runs belong to the server's code location (`make dev` names it `taxi_assets`).
+    assert {run.remote_job_origin.location_name for run in runs} == {"taxi_assets"}
     assert sorted(run.tags["dagster/partition"] for run in runs) == keys.split(",")
     assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert fingerprint(db, "green_tripdata") == before  # the same files, loaded again
