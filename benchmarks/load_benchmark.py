@@ -87,8 +87,8 @@ def _random_value_sql(name: str, type_: ColumnType) -> str:
 
 
 def generate_month(path: Path, schema: TripSchema, partition: TaxiPartition, rows: int) -> Path:
-    """A month in the release's layout, written by DuckDB in seconds: 1% of the pickups on the
-    day before the month, 0.5% exact duplicate rows."""
+    """A month with the release's columns and file name, written by DuckDB in seconds: 1% of the
+    pickups on the day before the month, 0.5% exact duplicate rows."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """DuckDB: the embedded default warehouse, one file, no server.
 
-The load algorithm is the one of `partition_load.py`: DuckDB's CSV reader parses the gzip file
-into an in-memory scratch table, one pass builds `{taxi}_tripdata_staging_{YYYY_MM}`, and DELETE +
-INSERT replace the file's rows in `{taxi}_tripdata` in one transaction.
+The load algorithm is the one of `partition_load.py`: one pass from DuckDB's CSV reader on the gzip
+file builds `{taxi}_tripdata_staging_{YYYY_MM}` (a temp table, in memory up to the limit below),
+and DELETE + INSERT replace the file's rows in `{taxi}_tripdata` in one transaction.
 
 A DuckDB file takes one writing process at a time. Every connection here is taken under an
 inter-process file lock beside the database, so concurrent runs (a backfill) wait their turn
@@ -211,7 +211,7 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         # database file once, by the merge.
         return f"temp.main.{quote(self.staging_name)}"
 
-    def create_table_sql(self, table: str) -> str:
+    def create_staging_sql(self) -> str:
         return f"CREATE TEMP TABLE {quote(self.staging_name)}"
 
     def require_staging(self) -> None:

@@ -2,17 +2,19 @@
 
 Per partition, on one connection:
 
-1. copy (engine): the file's rows into a scratch table `{taxi}_tripdata_source_{YYYY_MM}` as the
-   CSV types them, integers as decimals so `1.0` loads. PostgreSQL streams it with COPY, DuckDB
-   reads the gzip file with its CSV reader.
-2. stage (one transaction, shared SQL): one pass from the scratch rows to the final rows, the
-   seed flow's md5 `unique_row_id`, the `filename` and integer columns checked and cast, written
-   into `{taxi}_tripdata_staging_{YYYY_MM}`; then what the engine needs before the swap
-   (PostgreSQL: the partition's CHECK constraint and index) and the numbers the UI shows.
+1. copy (engine): the file's rows, typed, into a scratch table `{taxi}_tripdata_source_{YYYY_MM}`
+   (integers as decimals when the file writes `1.0`). PostgreSQL streams it with COPY; DuckDB's
+   scratch table is a view over its CSV reader.
+2. stage (shared SQL): one pass from the scratch rows to the final rows, the seed flow's md5
+   `unique_row_id`, the `filename` and integer columns checked and cast, written into
+   `{taxi}_tripdata_staging_{YYYY_MM}` (PostgreSQL: by two sessions at once); then, in one
+   transaction, what the engine needs before the merge (PostgreSQL: the partition's CHECK
+   constraint and index) and the numbers the UI shows.
 3. merge (engine, one transaction): the staged rows replace the file's rows in
    `{taxi}_tripdata`. By default DELETE + INSERT; PostgreSQL swaps a partition instead.
 
-A failure or a killed process rolls back the open transaction: the main table is untouched.
+A failure or a killed process leaves the main table untouched: staging tables are built aside and
+dropped on failure (or by the partition's next load), and the merge is one transaction.
 Identifiers are quoted by the engine (`quote`), values are parameters (`%s`).
 """
 
@@ -154,7 +156,7 @@ class SqlPartitionLoad(PartitionLoad):
         """Write the staging table: one statement by default."""
         with self.transaction():
             self.execute(
-                f"{self.create_table_sql(self.staging)} AS {self.staging_select_sql()}",
+                f"{self.create_staging_sql()} AS {self.staging_select_sql()}",
                 [self.partition.filename],
             )
 
@@ -164,9 +166,9 @@ class SqlPartitionLoad(PartitionLoad):
             self.execute(self.drop_source_sql())
             self.execute(f"DROP TABLE IF EXISTS {self.staging}")
 
-    def create_table_sql(self, table: str) -> str:
+    def create_staging_sql(self) -> str:
         """How the staging table is created (`CREATE TABLE name`)."""
-        return f"CREATE TABLE {table}"
+        return f"CREATE TABLE {self.staging}"
 
     def drop_source_sql(self) -> str:
         return f"DROP TABLE IF EXISTS {self.source}"
@@ -209,11 +211,8 @@ class SqlPartitionLoad(PartitionLoad):
             self.execute(
                 f"INSERT INTO {self.main} ({columns}) SELECT {columns} FROM {self.staging}"
             )
-            inserted = self.execute(
-                f"SELECT count(*) FROM {self.main} WHERE filename = %s", [self.partition.filename]
-            )[0][0]
             self.execute(f"DROP TABLE {self.staging}")
-        return self.merged(rows=inserted, replaced_rows=deleted)
+        return self.merged(rows=self.staged_rows(), replaced_rows=deleted)
 
     def merged(self, rows: int, replaced_rows: int) -> MergedPartition:
         return MergedPartition(
@@ -224,10 +223,10 @@ class SqlPartitionLoad(PartitionLoad):
 
     # -- the shared SQL ------------------------------------------------------------------------
 
-    def source_columns(self, integers_as_decimals: bool) -> str:
+    def source_columns(self) -> str:
         """The scratch table's columns: the main table's types, integers as decimals or not."""
         types = dict(self.table_types)
-        if integers_as_decimals:
+        if self.integers_as_decimals:
             types[ColumnType.INTEGER] = types[ColumnType.FLOAT]
         return ", ".join(
             f"{self.quote(c.name.lower())} {types[c.type]}" for c in self.schema.columns

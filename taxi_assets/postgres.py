@@ -201,7 +201,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
     def _copy(self, csv: TripCsv) -> int:
         # Unlogged: nothing of it needs to survive a crash. Created in this transaction, so COPY
         # may write its rows frozen: the pass that reads them sets no hint bits (no rewrite).
-        columns = self.source_columns(self.integers_as_decimals)
+        columns = self.source_columns()
         self.execute(f"CREATE UNLOGGED TABLE {self.source} ({columns})")
         copy = (
             f"COPY {self.source} ({self.column_list()}) "

@@ -182,9 +182,9 @@ class TripCsv:
     def count_rows_in_background(self) -> None:
         """Start `count_rows` in a thread, for a loader that reads the file by itself meanwhile
         (zlib lets go of the GIL). `counted_rows` waits for it."""
-        self._counting = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._counted = self._counting.submit(self.count_rows)
-        self._counting.shutdown(wait=False)
+        counting = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._counted = counting.submit(self.count_rows)
+        counting.shutdown(wait=False)
 
     def counted_rows(self) -> int:
         """The data lines, once counted; the count's own error (a truncated gzip, say) if any."""
