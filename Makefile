@@ -3,23 +3,34 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PARTITION ?= 2020-10|green
 
-.PHONY: demo test lint bench dev
+.PHONY: demo test lint bench dev home
+# One Dagster home for `make demo`, `make dev` and the README's dagster commands: its run history
+# is what the UI shows. `.env`, which every dagster command reads from this folder, points
+# DAGSTER_HOME here unless DAGSTER_HOME is already set.
+DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
+PORT ?= 3000
+DBT_LOG := $(DAGSTER_HOME_DIR)/demo_dbt.log
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# dagster-dbt asks for sqlglot[rs]; today's sqlglot no longer uses sqlglotrs, only warns
+	@# on every command that it is installed.
+	$(BIN)/pip uninstall --quiet --yes sqlglotrs
 	touch $@
 
 ## demo: load one real month ($(PARTITION)), build the dbt models, print a summary
-demo: $(BIN)/.installed
-	$(BIN)/dagster asset materialize -m taxi_assets.definitions \
-		--select taxi_trips_staging,taxi_trips --partition '$(PARTITION)'
-	$(BIN)/dagster asset materialize -m taxi_assets.definitions --select 'group:taxi_dbt'
+demo: $(BIN)/.installed home
+	$(BIN)/dg launch --job taxi_trips_job --partition '$(PARTITION)'
+	@echo "dbt build: its log goes to $(DBT_LOG)"
+	@$(BIN)/dg launch -m taxi_assets.dbt_definitions --job taxi_dbt_job > $(DBT_LOG) 2>&1 \
+		|| { cat $(DBT_LOG); exit 1; }
+	@grep -a 'Done\. PASS=' $(DBT_LOG)
 	$(BIN)/python -m taxi_assets.summary '$(PARTITION)'
 
 ## test: the whole test suite (real PostgreSQL, real HTTP, real Dagster runs)
-test: $(BIN)/.installed
+test: $(BIN)/.installed home
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed
@@ -29,5 +40,16 @@ lint: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/load_benchmark.py
 
-dev: $(BIN)/.installed
-	$(BIN)/dagster dev
+## dev: the UI and the daemon on http://localhost:$(PORT) (`make dev PORT=3001`)
+dev: $(BIN)/.installed home
+	$(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+
+## home: the project's Dagster home, .dagster_home/ (its dagster.yaml is the one in this folder)
+home: $(DAGSTER_HOME_DIR)/dagster.yaml
+	@grep -qs '^DAGSTER_HOME=' .env || printf '%s\n' \
+		'# The Dagster home of make demo, make dev and the CLI (added by make; DAGSTER_HOME wins).' \
+		'DAGSTER_HOME=$${DAGSTER_HOME:-$(DAGSTER_HOME_DIR)}' >> .env
+
+$(DAGSTER_HOME_DIR)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME_DIR)
+	ln -sf ../dagster.yaml $@

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
+from taxi_assets.partitions import (
+    FIRST_MONTH,
+    LAST_RELEASE_MONTH,
+    TaxiPartition,
+    taxi_month_partitions,
+)
+from taxi_assets.progress import Progress, Transfer
 from taxi_assets.resources import TaxiSource, warehouse_kind
 from taxi_assets.source import SourceError, SourceUnavailable, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
@@ -36,7 +42,9 @@ taxi_source_file = dg.AssetSpec(
     SOURCE_FILE,
     description=(
         "A month of NYC TLC trips as published by DataTalksClub (`nyc-tlc-data` releases): "
-        "`{taxi}_tripdata_{YYYY-MM}.csv.gz`, read from TAXI_SOURCE_URL."
+        "`{taxi}_tripdata_{YYYY-MM}.csv.gz`, read from TAXI_SOURCE_URL. **The release "
+        f"publishes {FIRST_MONTH} … {LAST_RELEASE_MONTH}**: later months cannot load from it "
+        "(their runs fail with 'not published'; schedules and the sensor skip them)."
     ),
     group_name=GROUP,
     kinds={"csv"},
@@ -93,28 +101,35 @@ def load_taxi_trips(
         context.run.run_id, {"taxi": partition.taxi, "file": partition.filename}
     )
     launched_by = _launched_by(context.run.tags)
+    progress = Progress(context.log.info, partition.filename)
     started = time.monotonic()
     try:
         with ExitStack() as stack:
             download_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="taxi_assets-"))
-            fetched = source.fetch(partition, Path(download_dir))
+            transfer = Transfer()
+            with progress.phase("download", transfer.describe):
+                fetched = source.fetch(partition, Path(download_dir), transfer)
             csv = stack.enter_context(TripCsv(fetched.path, schema, partition.source_filename))
             load = stack.enter_context(warehouse.open_partition(schema, partition))
-            staged = load.stage(csv)
+            with progress.phase("stage", csv.describe_progress):
+                staged = load.stage(csv)
             yield _staging_result(
                 warehouse, staged, fetched.url, fetched.bytes, csv.rows, started, launched_by
             )
             merge_started = time.monotonic()
-            merged = load.merge()
+            with progress.phase("merge"):
+                merged = load.merge()
     except (SourceError, WarehouseMisconfigured) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except (SourceUnavailable, WarehouseError) as error:
         raise dg.Failure(description=str(error)) from None
     context.log.info(
-        f"{partition.filename}: {merged.rows} rows in {merged.table} "
-        f"(replaced {merged.replaced_rows}) in {time.monotonic() - started:.1f}s"
+        f"{partition.filename}: {merged.rows:,} rows in {merged.table} "
+        f"(replaced {merged.replaced_rows:,}) in {time.monotonic() - started:.1f}s"
     )
-    yield _trips_result(warehouse, schema, merged, csv.rows, started, merge_started, launched_by)
+    yield _trips_result(
+        warehouse, schema, partition, merged, csv.rows, started, merge_started, launched_by
+    )
 
 
 def _launched_by(tags: Mapping[str, str]) -> str:
@@ -146,7 +161,8 @@ def _staging_result(
             "source_rows": source_rows,
             "pickup_outside_month": staged.pickup_outside_month,
             "stage_seconds": round(time.monotonic() - started, 3),
-            "dagster/table_name": warehouse.qualified_table(staged.table.split(".")[-1]),
+            # Not `dagster/table_name`: the table lives only until this run's merge.
+            "staged_in": f"{staged.table} (this run's scratch table, merged and then gone)",
             "dagster/partition_row_count": staged.rows,
         },
     )
@@ -155,6 +171,7 @@ def _staging_result(
 def _trips_result(
     warehouse: TaxiWarehouse,
     schema: TripSchema,
+    partition: TaxiPartition,
     merged: MergedPartition,
     source_rows: int,
     started: float,
@@ -174,5 +191,30 @@ def _trips_result(
             "dagster/table_name": warehouse.qualified_table(schema.table),
             "dagster/partition_row_count": merged.rows,
             "dagster/column_schema": dg.TableSchema(columns=columns),
+            **_preview(warehouse, schema, partition.filename),
         },
     )
+
+
+PREVIEW_ROWS = 5
+
+
+def _preview(
+    warehouse: TaxiWarehouse, schema: TripSchema, filename: str
+) -> dict[str, dg.TableMetadataValue]:
+    """`preview`: a few of the file's rows as the table holds them, for the UI (where the
+    warehouse can read them cheaply)."""
+    rows = warehouse.preview_rows(schema, filename, PREVIEW_ROWS)
+    if rows is None:
+        return {}
+    names = [name for name, _ in warehouse.column_types(schema)]
+    columns = [dg.TableColumn(name, "string") for name in names]
+    records = [
+        dg.TableRecord({name: _text(value) for name, value in zip(names, row, strict=True)})
+        for row in rows
+    ]
+    return {"preview": dg.MetadataValue.table(records, schema=dg.TableSchema(columns=columns))}
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -171,6 +171,11 @@ class BigQueryWarehouse(TaxiWarehouse):
             load.ensure_tables()
             yield load
 
+    def preview_rows(self, schema: TripSchema, filename: str, limit: int) -> None:
+        """No preview: BigQuery bills a SELECT of every column as a scan of the whole table,
+        whatever its LIMIT."""
+        return None
+
     def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
         with self.clients() as (bq, _):
             try:

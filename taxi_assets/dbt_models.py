@@ -106,6 +106,12 @@ def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project)
 
 
+taxi_dbt_job = dg.define_asset_job(
+    name="taxi_dbt_job",
+    description="Build the dbt models and run their tests (`dbt build`) on the loaded trips.",
+    selection=dg.AssetSelection.groups(DBT_GROUP),
+)
+
 dbt_automation_sensor = dg.AutomationConditionSensorDefinition(
     "taxi_dbt_after_loads",
     target=dg.AssetSelection.groups(DBT_GROUP),

@@ -1,10 +1,11 @@
-"""The code location: `dagster dev` and `dagster asset materialize -m taxi_assets.definitions`."""
+"""The load code location, `taxi_assets`: the trip assets, their checks, job, schedules and sensor
+(`dagster asset materialize -m taxi_assets.definitions`, `dg launch`, and `make dev` beside the
+dbt location, `dbt_definitions.py`)."""
 
 import dagster as dg
 
 from taxi_assets.assets import load_taxi_trips, taxi_source_file
 from taxi_assets.checks import taxi_trip_checks
-from taxi_assets.dbt_models import dbt_automation_sensor, dbt_resource, taxi_dbt_models
 from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.resources import source_from_env, warehouse_from_env
 from taxi_assets.schedules import taxi_schedules
@@ -23,15 +24,14 @@ def _warehouse_jobs() -> list[dg.JobDefinition]:
 
 
 defs = dg.Definitions(
-    assets=[taxi_source_file, load_taxi_trips, taxi_dbt_models],
+    assets=[taxi_source_file, load_taxi_trips],
     asset_checks=taxi_trip_checks,
     jobs=[taxi_trips_job, *_warehouse_jobs()],
     schedules=taxi_schedules,
-    sensors=[taxi_new_months, dbt_automation_sensor],
+    sensors=[taxi_new_months],
     resources={
         "source": source_from_env(),
         "warehouse": WAREHOUSE,
-        "dbt": dbt_resource(),
     },
     # A partition run is a handful of steps that mostly wait on the database: one process is
     # enough, and a kill of the run process takes the whole run (and its transaction) with it.

@@ -14,6 +14,8 @@ import dagster as dg
 from taxi_assets.trip_schema import TAXI_COLOURS
 
 FIRST_MONTH = "2019-01"
+# The last month the DataTalksClub release publishes (the default source).
+LAST_RELEASE_MONTH = "2021-07"
 
 taxi_dimension = dg.StaticPartitionsDefinition(list(TAXI_COLOURS))
 month_dimension = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, fmt="%Y-%m", end_offset=1)
@@ -33,6 +35,20 @@ class TaxiPartition:
     def from_key(cls, key: str | dg.MultiPartitionKey) -> "TaxiPartition":
         dims = taxi_month_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
         return cls(taxi=dims["taxi"], month=dims["month"])
+
+    @classmethod
+    def parse(cls, text: str) -> "TaxiPartition":
+        """A key typed by a person (`2019-01|green`), or a ValueError saying the right form."""
+        parts = text.split("|")
+        if len(parts) == 2 and parts[0] in TAXI_COLOURS:
+            raise ValueError(
+                f"{text!r} is not a partition key: month first, then colour ({parts[1]}|{parts[0]})"
+            )
+        if len(parts) != 2 or parts[1] not in TAXI_COLOURS or not _is_month(parts[0]):
+            raise ValueError(f"{text!r} is not a partition key: MONTH|COLOUR, e.g. 2019-01|green")
+        if parts[0] < FIRST_MONTH:
+            raise ValueError(f"{text!r}: months start at {FIRST_MONTH}")
+        return cls(taxi=parts[1], month=parts[0])
 
     @property
     def key(self) -> dg.MultiPartitionKey:
@@ -66,3 +82,10 @@ class TaxiPartition:
     def month_edges(self) -> tuple[date, date]:
         """The end of the month's first day and the start of its last day."""
         return self.month_start + timedelta(days=1), self.month_end - timedelta(days=1)
+
+
+def _is_month(text: str) -> bool:
+    try:
+        return datetime.strptime(text, "%Y-%m").strftime("%Y-%m") == text
+    except ValueError:
+        return False

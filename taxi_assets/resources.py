@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.progress import Transfer
 from taxi_assets.source import (
     DEFAULT_SOURCE_URL,
     FetchedFile,
@@ -43,12 +44,15 @@ class TaxiSource(dg.ConfigurableResource):
         """True or False when the source says so; None when it cannot be asked."""
         return is_published(self.url(partition), timeout_seconds=self.timeout_seconds)
 
-    def fetch(self, partition: TaxiPartition, download_dir: Path) -> FetchedFile:
+    def fetch(
+        self, partition: TaxiPartition, download_dir: Path, transfer: Transfer | None = None
+    ) -> FetchedFile:
         return fetch(
             self.url(partition),
             download_dir,
             timeout_seconds=self.timeout_seconds,
             retries=self.retries,
+            transfer=transfer,
         )
 
 

@@ -8,7 +8,7 @@ count of rows in the file is known independently of what the warehouse says it l
 
 import concurrent.futures
 import gzip
-import shutil
+import socket
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Retry
 
+from taxi_assets.progress import Transfer
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
@@ -60,20 +61,29 @@ class FetchedFile:
 
 
 def fetch(
-    url: str, download_dir: Path, *, timeout_seconds: float = 60.0, retries: int = 3
+    url: str,
+    download_dir: Path,
+    *,
+    timeout_seconds: float = 60.0,
+    retries: int = 3,
+    transfer: Transfer | None = None,
 ) -> FetchedFile:
     """Make the file at `url` available as a local path.
 
     HTTP downloads stream into `download_dir` (the caller removes it); connection errors and 5xx
     answers are retried with exponential backoff by urllib3. Local files are read in place.
+    `transfer` follows the bytes as they come.
     """
+    transfer = transfer if transfer is not None else Transfer()
     scheme = urlsplit(url).scheme
     if scheme in ("http", "https"):
-        return _download(url, download_dir, timeout_seconds, retries)
+        return _download(url, download_dir, timeout_seconds, retries, transfer)
     path = fetch_path(url)
     if not path.is_file():
         raise MonthNotPublished(f"{path.name} is not published: no such file {path}")
-    return FetchedFile(path=path, url=redact_url(url), bytes=path.stat().st_size)
+    transfer.total = transfer.done = path.stat().st_size
+    transfer.local = True
+    return FetchedFile(path=path, url=redact_url(url), bytes=transfer.done)
 
 
 def is_published(url: str, *, timeout_seconds: float = 30.0) -> bool | None:
@@ -96,8 +106,11 @@ def fetch_path(url: str) -> Path:
     return Path(unquote(parts.path)) if parts.scheme == "file" else Path(url)
 
 
-def _download(url: str, download_dir: Path, timeout: float, retries: int) -> FetchedFile:
+def _download(
+    url: str, download_dir: Path, timeout: float, retries: int, transfer: Transfer
+) -> FetchedFile:
     safe_url = redact_url(url)
+    _resolve_host(url, safe_url)
     destination = download_dir / Path(urlsplit(url).path).name
     retry = Retry(
         total=retries,
@@ -112,14 +125,36 @@ def _download(url: str, download_dir: Path, timeout: float, retries: int) -> Fet
         try:
             with session.get(url, stream=True, timeout=(10.0, timeout)) as response:
                 _raise_for_status(response, safe_url)
+                length = response.headers.get("Content-Length", "")
+                transfer.total = int(length) if length.isdigit() else None
                 with destination.open("wb") as out:
                     # The raw stream: the .gz bytes as published, never transparently decoded.
-                    shutil.copyfileobj(response.raw, out, CHUNK_BYTES)
+                    while chunk := response.raw.read(CHUNK_BYTES):
+                        out.write(chunk)
+                        transfer.done += len(chunk)
         except (requests.RequestException, Urllib3Error) as error:
             raise SourceUnavailable(
                 f"could not download {safe_url}: {type(error).__name__}: {error}"
             ) from None
     return FetchedFile(path=destination, url=safe_url, bytes=destination.stat().st_size)
+
+
+def _resolve_host(url: str, safe_url: str) -> None:
+    """Look the host up first: a name that does not resolve (no network, a typo in
+    TAXI_SOURCE_URL) fails at once, in one line, instead of after rounds of retries. Only a
+    temporary lookup failure is worth retrying."""
+    host = urlsplit(url).hostname or ""
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as error:
+        problem = (
+            f"cannot download {safe_url}: the host {host!r} cannot be resolved ({error.strerror})"
+        )
+        if error.errno == socket.EAI_AGAIN:
+            raise SourceUnavailable(problem) from None
+        raise SourceError(
+            f"{problem}; is this machine offline? TAXI_SOURCE_URL can name a local mirror"
+        ) from None
 
 
 def _raise_for_status(response: requests.Response, safe_url: str) -> None:
@@ -146,7 +181,8 @@ class TripCsv:
         self.path = path
         self.rows = 0
         self._counted: concurrent.futures.Future[int] | None = None
-        self._gzip = gzip.open(path, "rb")  # noqa: SIM115 - closed by close() / __exit__
+        self._size = path.stat().st_size
+        self._open()
         try:
             self.header_line = self._read_header()
             check_header(schema, _split_header(self.header_line), name)
@@ -156,8 +192,8 @@ class TripCsv:
 
     def rewind(self) -> None:
         """Back to the first data line, for a loader that reads the file a second time."""
-        self._gzip.close()
-        self._gzip = gzip.open(self.path, "rb")  # noqa: SIM115 - closed by close() / __exit__
+        self._close_files()
+        self._open()
         self.rows = 0
         self.header_line = self._read_header()
 
@@ -165,7 +201,26 @@ class TripCsv:
         if self._counted is not None:
             self._counted.cancel()
             concurrent.futures.wait([self._counted])
-        self._gzip.close()
+        self._close_files()
+
+    def _open(self) -> None:
+        self._raw = self.path.open("rb")  # closed by close() / __exit__
+        self._gzip = gzip.GzipFile(fileobj=self._raw, mode="rb")
+
+    def _close_files(self) -> None:
+        self._gzip.close()  # leaves its file object open
+        self._raw.close()
+
+    def describe_progress(self, elapsed: float) -> str:
+        """How far reading has come: data lines so far, their rate, the share of the file."""
+        try:
+            share = self._raw.tell() / self._size if self._size else 1.0
+        except (OSError, ValueError):  # closed meanwhile
+            share = 1.0
+        if share >= 1.0:
+            return f"all {self.rows:,} lines read"
+        rate = f" ({self.rows / elapsed:,.0f}/s)" if elapsed > 0 else ""
+        return f"{self.rows:,} lines read{rate}, {share:.0%} of the file"
 
     def __enter__(self) -> "TripCsv":
         return self

@@ -12,7 +12,7 @@ import pandas as pd
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import warehouse_from_env
 from taxi_assets.trip_schema import TRIP_SCHEMAS
-from taxi_assets.warehouse import TaxiWarehouse
+from taxi_assets.warehouse import TaxiWarehouse, WarehouseError
 
 ZONES = Path(__file__).parent.parent / "dbt_project" / "seeds" / "taxi_zone_lookup.csv"
 
@@ -29,18 +29,30 @@ def top_pickup_zones(warehouse: TaxiWarehouse, partition: TaxiPartition, limit: 
     ]
 
 
-def main(key: str) -> None:
-    partition = TaxiPartition.from_key(key)
+def main(key: str) -> int:
+    """Print the summary; the exit status says whether the partition is loaded."""
+    try:
+        partition = TaxiPartition.parse(key)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     warehouse = warehouse_from_env().process_config_and_initialize()
     schema = TRIP_SCHEMAS[partition.taxi]
-    rows = warehouse.count_file_rows(schema, partition.filename)
     table = warehouse.qualified_table(schema.table)
-    print(f"\n{partition.filename}: {rows:,} trips in {table}\n")
-    if rows:
+    try:
+        rows = warehouse.count_file_rows(schema, partition.filename)
+        if not rows:
+            print(f"{partition.key} is not loaded: no rows of {partition.filename} in {table}")
+            return 1
         top = top_pickup_zones(warehouse, partition)
-        print("Top pickup zones by total_amount:")
-        print(top.to_string(index=False, formatters={"revenue": "{:,.2f}".format}))
+    except WarehouseError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"\n{partition.filename}: {rows:,} trips in {table}\n")
+    print("Top pickup zones by total_amount:")
+    print(top.to_string(index=False, formatters={"revenue": "{:,.2f}".format}))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "2020-10|green")
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "2020-10|green"))

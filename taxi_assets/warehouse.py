@@ -108,6 +108,15 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
         rows = self.query(schema, "SELECT count(*) FROM {table} WHERE filename = %s", [filename])
         return rows[0][0] if rows else 0
 
+    def preview_rows(self, schema: TripSchema, filename: str, limit: int) -> list[tuple] | None:
+        """Up to `limit` of `filename`'s rows, in `column_types` order (None: no cheap way)."""
+        columns = ", ".join(name for name, _ in self.column_types(schema))
+        return self.query(
+            schema,
+            f"SELECT {columns} FROM {{table}} WHERE filename = %s LIMIT %s",
+            [filename, limit],
+        )
+
     def count_null_filenames(self, schema: TripSchema) -> int:
         """Rows in the main table without a `filename`."""
         rows = self.query(schema, "SELECT count(*) FROM {table} WHERE filename IS NULL", [])

@@ -46,6 +46,18 @@ PG = {
 }
 
 
+def postgres_env(database: str, schema: str) -> dict[str, str]:
+    """The environment that points a subprocess (the CLI, dagster dev) at a test schema."""
+    return {
+        "TAXI_WAREHOUSE": "postgres",
+        "PGHOST": PG["host"],
+        "PGPORT": str(PG["port"]),
+        "PGUSER": PG["user"],
+        "PGDATABASE": database,
+        "TAXI_PG_SCHEMA": schema,
+    }
+
+
 def _admin_connection() -> psycopg.Connection:
     return psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5, **PG)
 

@@ -11,24 +11,16 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import requests
+
+from taxi_assets.backfill import DagsterServer, ServerError
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGSTER = Path(sys.executable).parent / "dagster"
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-BACKFILL_STATUS = """
-query($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status }
+MATERIALIZED_PARTITIONS = """
+query($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { partitionStats { numMaterialized } }
   }
 }"""
 SET_POOL_LIMIT = """
@@ -38,7 +30,6 @@ LOCATIONS = """
 { workspaceOrError { ... on Workspace { locationEntries {
     loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
-DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
 def free_port() -> int:
@@ -48,23 +39,43 @@ def free_port() -> int:
 
 
 class DagsterDev:
-    def __init__(self, home: Path, env: dict[str, str], log: Path):
+    """`dagster dev` in `project` (the repository by default) with `home` as its Dagster home:
+    set as DAGSTER_HOME (with this repository's dagster.yaml), or, with `home_from_env_file`,
+    found as `make dev` finds it, through the project's `.env`."""
+
+    def __init__(
+        self,
+        home: Path,
+        env: dict[str, str],
+        log: Path,
+        project: Path = ROOT,
+        home_from_env_file: bool = False,
+    ):
         self.home = home
+        self.project = project
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
-        self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+        self.server = DagsterServer(self.url)
+        self.env = {**os.environ, **env}
+        if home_from_env_file:
+            self.env.pop("DAGSTER_HOME", None)
+        else:
+            home.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+            self.env["DAGSTER_HOME"] = str(home)
         self._log = log
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "DagsterDev":
-        # As `make dev` starts it: the code location comes from [tool.dagster] in pyproject.toml
-        # (named `taxi_assets`), so CLI commands meet the same location the README's server has.
-        command = [str(DAGSTER), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
+        # As `make dev` starts it: both code locations of workspace.yaml, the load location under
+        # the name the CLI's commands give it from [tool.dagster] (`taxi_assets`).
+        command = [
+            str(DAGSTER), "dev", "-w", str(ROOT / "workspace.yaml"),
+            "-h", "127.0.0.1", "-p", str(self.port),
+        ]  # fmt: skip
         with self._log.open("wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                command, cwd=self.project, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() reaches every child
             )  # fmt: skip
         try:
@@ -99,11 +110,12 @@ class DagsterDev:
             assert self.process.poll() is None, self._log.read_text()[-3000:]
             try:
                 entries = self.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
-            except (requests.ConnectionError, KeyError):
+            except (ServerError, KeyError):
                 entries = []
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                location = entries[0]["locationOrLoadError"]
-                assert location["__typename"] == "RepositoryLocation", location
+                for entry in entries:
+                    location = entry["locationOrLoadError"]
+                    assert location["__typename"] == "RepositoryLocation", location
                 return
             time.sleep(0.5)
         raise TimeoutError(
@@ -111,34 +123,26 @@ class DagsterDev:
         )
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        response = requests.post(
-            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
-        )
-        response.raise_for_status()
-        body = response.json()
-        assert "errors" not in body, body["errors"]
-        return body["data"]
+        return self.server.graphql(query, variables)
+
+    def materialized_partitions(self, asset: str) -> int:
+        """What the UI's asset page counts as materialised."""
+        node = self.graphql(MATERIALIZED_PARTITIONS, {"path": [asset]})["assetNodeOrError"]
+        return node["partitionStats"]["numMaterialized"]
 
     def set_pool_limit(self, pool: str, limit: int) -> None:
         assert self.graphql(SET_POOL_LIMIT, {"pool": pool, "limit": limit})["setConcurrencyLimit"]
 
     def launch_backfill(self, partition_keys: list[str], assets: list[str]) -> str:
         """What the UI's "Launch backfill" sends for a partition selection of these assets."""
-        params = {
-            "partitionNames": partition_keys,
-            "assetSelection": [{"path": [name]} for name in assets],
-        }
-        result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-        assert result["__typename"] == "LaunchBackfillSuccess", result
-        return result["backfillId"]
+        return self.server.launch_backfill(partition_keys, assets)
 
     def wait_for_backfill(self, backfill_id: str, timeout: float = 600) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = self.graphql(BACKFILL_STATUS, {"id": backfill_id})
-            state = status["partitionBackfillOrError"]["status"]
-            if state in DONE:
-                return state
+            status = self.server.backfill_status(backfill_id)
+            if status.finished:
+                return status.status
             time.sleep(1)
         raise TimeoutError(f"backfill {backfill_id} still running after {timeout}s")
 

@@ -3,6 +3,7 @@
 
 import re
 import subprocess
+import sys
 import uuid
 
 import dagster as dg
@@ -13,7 +14,7 @@ from taxi_assets.assets import TRIPS
 from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets_tests.conftest import PG, Db, Mirror
+from taxi_assets_tests.conftest import PG, Db, Mirror, postgres_env
 from taxi_assets_tests.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
 from taxi_assets_tests.synthetic import write_month
@@ -35,15 +36,7 @@ def backfill_env(test_database, http_root, tmp_path_factory):
         write_month(mirror.directory, GREEN, partition, 300 + 25 * i)
     schema_name = f"t_{uuid.uuid4().hex[:10]}"
     home = tmp_path_factory.mktemp("dagster_home")
-    env = {
-        "TAXI_SOURCE_URL": mirror.url,
-        "TAXI_WAREHOUSE": "postgres",
-        "PGHOST": PG["host"],
-        "PGPORT": str(PG["port"]),
-        "PGUSER": PG["user"],
-        "PGDATABASE": test_database,
-        "TAXI_PG_SCHEMA": schema_name,
-    }
+    env = {"TAXI_SOURCE_URL": mirror.url, **postgres_env(test_database, schema_name)}
     with (
         DagsterDev(home, env, home / "dagster_dev.log") as server,
         psycopg.connect(dbname=test_database, autocommit=True, **PG) as db,
@@ -161,3 +154,37 @@ def test_a_duckdb_backfill_waits_for_the_file_instead_of_failing(http_root, tmp_
     assert rows_per_file(Db(warehouse), "green_tripdata") == {
         p.filename: 200 + 10 * i for i, p in enumerate(months)
     }
+
+
+def test_a_terminal_backfill_shows_its_progress_until_it_ends(backfill_env, serial_backfill):
+    """`python -m taxi_assets.backfill`, as the README runs it against `make dev`."""
+    server, db, _ = backfill_env
+    before = fingerprint(db, "green_tripdata")
+
+    def backfill(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "taxi_assets.backfill", *args],
+            env=server.env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    done = backfill("2019-04", "2019-06", "--taxi", "green", "--url", server.url)
+    no_server = backfill("2019-04", "2019-06", "--url", "http://127.0.0.1:9")
+    bad_month = backfill("2019-13", "2019-14", "--url", server.url)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    backfill_id = re.match(r"backfill (\w+): 3 partitions queued on ", lines[0]).group(1)
+    assert any(re.fullmatch(rf"backfill {backfill_id}: \d of 3 partitions loaded, .*s\)", line)
+               for line in lines[1:-1])  # fmt: skip
+    assert lines[-1] == (
+        f"backfill {backfill_id} completed: 3 of 3 partitions loaded, 0 running, 0 failed"
+    )
+    runs = server.wait_for_runs(backfill_id, count=3)
+    assert sorted(run.tags["dagster/partition"] for run in runs) == [
+        "2019-04|green", "2019-05|green", "2019-06|green"
+    ]  # fmt: skip
+    assert fingerprint(db, "green_tripdata") == before  # the same files, loaded again
+    assert no_server.returncode == 2
+    assert no_server.stderr.startswith("no Dagster server answers at http://127.0.0.1:9 ")
+    assert bad_month.returncode == 2
+    assert "is not a partition key" in bad_month.stderr

@@ -1,24 +1,30 @@
 """The terminal path: `dagster asset materialize` as the README shows it, in a subprocess,
 and a `kill -9` of that process in the middle of a load."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 
+from taxi_assets.assets import TRIPS
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets_tests.conftest import PG
+from taxi_assets_tests.conftest import PG, postgres_env
+from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
 from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 
 JAN = TaxiPartition("green", "2019-01")
 DAGSTER = Path(sys.executable).parent / "dagster"
+DG = Path(sys.executable).parent / "dg"
 # The README's command, with the partition as the only variable part.
 MATERIALIZE = [
     str(DAGSTER), "asset", "materialize", "-m", "taxi_assets.definitions",
@@ -30,14 +36,9 @@ def _env(warehouse, mirror, dagster_home: Path) -> dict[str, str]:
     dagster_home.mkdir(exist_ok=True)
     return {
         **os.environ,
+        **postgres_env(warehouse.database, warehouse.target_schema),
         "DAGSTER_HOME": str(dagster_home),
         "TAXI_SOURCE_URL": mirror.url,
-        "TAXI_WAREHOUSE": "postgres",
-        "PGHOST": PG["host"],
-        "PGPORT": str(PG["port"]),
-        "PGUSER": PG["user"],
-        "PGDATABASE": warehouse.database,
-        "TAXI_PG_SCHEMA": warehouse.target_schema,
     }
 
 
@@ -106,3 +107,84 @@ def test_kill_9_mid_load_leaves_no_partial_partition(mirror, warehouse, db, tmp_
     # Nothing is stuck: the next run gets the partition lock and loads the new file whole.
     subprocess.run([*MATERIALIZE, "2019-01|green"], env=env, check=True, capture_output=True)
     assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 40_000 * copies}
+
+
+def _project_with_its_home(tmp_path: Path) -> Path:
+    """A copy of the project's top-level files after `make home`, as a new user's clone has
+    them after any `make` command."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("Makefile", "dagster.yaml", "pyproject.toml"):
+        shutil.copyfile(ROOT / name, project / name)
+    env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"}
+    subprocess.run(["make", "home"], cwd=project, env=env, check=True, capture_output=True)
+    return project
+
+
+def test_make_demo_the_cli_and_make_dev_share_the_project_home(mirror, warehouse, tmp_path):
+    """Loads from the README's terminal commands show in the UI that `make dev` starts, with no
+    DAGSTER_HOME exported; an exported DAGSTER_HOME still wins."""
+    project = _project_with_its_home(tmp_path)
+    home = project / ".dagster_home"
+    write_month(mirror.directory, GREEN, JAN, 1_234)
+    write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-02"), 321)
+    env = _env(warehouse, mirror, tmp_path / "unused")
+    del env["DAGSTER_HOME"]
+
+    launched = subprocess.run(
+        [str(DG), "launch", "--job", "taxi_trips_job", "--partition", "2019-01|green"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    materialized = subprocess.run(
+        [*MATERIALIZE, "2019-02|green"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert materialized.returncode == 0, materialized.stderr[-3000:]
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert instance.get_materialized_partitions(TRIPS) == {"2019-01|green", "2019-02|green"}
+    assert {run.job_name for run in instance.get_runs()} == {"taxi_trips_job", "__ASSET_JOB"}
+    assert instance.get_concurrency_config().pool_config.default_pool_limit == 2  # dagster.yaml
+    # A terminal run says what it does in a few lines: no warnings, no engine events.
+    output = launched.stdout + launched.stderr
+    assert "Warning" not in output and " - DEBUG - " not in output, output
+    for line in ("download done in", "stage done in", "merge done in", "1,234 rows in"):
+        assert line in output, line
+
+    with DagsterDev(home, env, tmp_path / "dev.log", project, home_from_env_file=True) as server:
+        assert server.materialized_partitions("taxi_trips") == 2
+
+    other_home = tmp_path / "other_home"
+    other_home.mkdir()
+    subprocess.run(
+        [*MATERIALIZE, "2019-01|green"],
+        cwd=project, env={**env, "DAGSTER_HOME": str(other_home)}, check=True, capture_output=True,
+    )  # fmt: skip
+    assert len(dg.DagsterInstance.from_config(str(other_home)).get_runs()) == 1
+    assert len(instance.get_runs()) == 2
+
+
+def test_dg_lists_and_checks_the_definitions_from_the_project_folder(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    listed = subprocess.run(
+        [str(DG), "list", "defs", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    checked = subprocess.run(
+        [str(DG), "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    definitions = json.loads(listed.stdout)
+    assert {job["name"] for job in definitions["jobs"]} == {"taxi_trips_job"}  # dbt: its own
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    assert "Warning" not in checked.stdout + checked.stderr
+
+
+def test_make_dev_takes_a_port():
+    dry_run = subprocess.run(
+        ["make", "-n", "dev", "PORT=3001"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert dry_run.stdout.splitlines()[-1].endswith("bin/dagster dev -w workspace.yaml -p 3001")

@@ -16,7 +16,7 @@ from taxi_assets.dbt_models import DBT_PROJECT_DIR, dbt_project, taxi_dbt_models
 from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
-from taxi_assets_tests.conftest import PG, WAREHOUSES, any_warehouse
+from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse, postgres_env
 from taxi_assets_tests.synthetic import expected_unique_row_id, write_month
 
 MONTHS = [("green", "2019-01", 900), ("green", "2019-02", 700),
@@ -38,13 +38,7 @@ def dbt_env(monkeypatch, warehouse):
     if isinstance(warehouse, DuckDBWarehouse):
         monkeypatch.setenv("TAXI_DUCKDB_PATH", str(warehouse.database_file))
         return
-    for name, value in {
-        "PGHOST": PG["host"],
-        "PGPORT": str(PG["port"]),
-        "PGUSER": PG["user"],
-        "PGDATABASE": warehouse.database,
-        "TAXI_PG_SCHEMA": warehouse.target_schema,
-    }.items():
+    for name, value in postgres_env(warehouse.database, warehouse.target_schema).items():
         monkeypatch.setenv(name, value)
 
 
@@ -183,7 +177,7 @@ def test_definitions_load_in_a_fresh_checkout(tmp_path):
     assert not (tmp_path / "dbt_project" / "target").exists()
 
     loaded = subprocess.run(
-        [sys.executable, "-c", "import taxi_assets.definitions as d, dagster as dg; "
+        [sys.executable, "-c", "import taxi_assets.dbt_definitions as d, dagster as dg; "
          "dg.Definitions.validate_loadable(d.defs); print(d.__file__)"],
         cwd=tmp_path, env={"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(tmp_path),
                            "HOME": str(tmp_path)},

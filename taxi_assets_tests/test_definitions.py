@@ -1,9 +1,13 @@
 """What the UI shows: the code location loads, with partitions, assets, checks and the job."""
 
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
 from taxi_assets.definitions import defs
@@ -15,10 +19,34 @@ from taxi_assets_tests.conftest import real_sample
 from taxi_assets_tests.helpers import rows_per_file
 from taxi_assets_tests.synthetic import write_month
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("taxi_trips_job")
+
+
+def test_the_dbt_models_are_a_location_of_their_own_downstream_of_the_trips():
+    """What loads trips imports no dbt; the dbt location's models read `taxi_trips`."""
+    from taxi_assets.dbt_definitions import defs as dbt_defs
+
+    dg.Definitions.validate_loadable(dbt_defs)
+    assert dbt_defs.resolve_job_def("taxi_dbt_job")
+    graph = dbt_defs.resolve_asset_graph()
+    staging_models = [
+        key for key in graph.materializable_asset_keys if key.path[0].startswith("stg_")
+    ]
+    assert staging_models and all(TRIPS in graph.get(key).parent_keys for key in staging_models)
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, taxi_assets.definitions; print('dbt' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert imported.stdout.strip() == "False"
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"]
+    assert [(entry["python_module"]["location_name"], entry["python_module"]["module_name"])
+            for entry in workspace] == [("taxi_assets", "taxi_assets.definitions"),
+                                        ("taxi_dbt", "taxi_assets.dbt_definitions")]  # fmt: skip
 
 
 def test_assets_are_described_grouped_and_kinded():

@@ -148,6 +148,36 @@ def test_metadata_describes_the_source_and_the_month(mirror, load, db):
         "vendorid",
     ]
     assert db.execute("SELECT count(*) FROM yellow_tripdata").fetchone()[0] == 1_500
+    # The preview: five of the file's rows, as the table holds them.
+    preview = trips["preview"]
+    assert [c.name for c in preview.schema.columns][:3] == ["unique_row_id", "filename", "vendorid"]
+    assert len(preview.records) == 5
+    ids_in_table = {r[0] for r in db.execute("SELECT unique_row_id FROM yellow_tripdata")}
+    for record in preview.records:
+        assert record.data["filename"] == "yellow_tripdata_2019-03.csv"
+        assert record.data["unique_row_id"] in ids_in_table
+    # The staging asset names no table that outlives the run.
+    assert "dagster/table_name" not in staged
+    assert "merged and then gone" in staged["staged_in"]
+
+
+def test_a_load_logs_each_phase_and_its_progress(mirror, load, monkeypatch):
+    """One line as each phase ends, with its duration; in-phase lines while a phase runs."""
+    monkeypatch.setattr("taxi_assets.progress.EVERY_SECONDS", 0.01)
+    write_month(mirror.directory, GREEN, JAN, 30_000)
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = load("2019-01|green", instance=instance)
+
+    lines = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    name = "green_tripdata_2019-01.csv"
+    for phase in ("download", "stage", "merge"):
+        assert any(line.startswith(f"{name}: {phase} done in ") for line in lines), phase
+    assert any(line.startswith(f"{name}: download done") and "MiB of" in line for line in lines)
+    assert any(line.startswith(f"{name}: stage done") and "30,000 lines" in line for line in lines)
+    ticks = [line for line in lines if line.startswith(f"{name}: stage: ")]
+    assert ticks and all(" lines read" in line and line.endswith("s") for line in ticks)
+    assert any(line.startswith(f"{name}: 30,000 rows in ") for line in lines)
 
 
 def test_staging_table_is_dropped_once_merged(mirror, load, db, warehouse):

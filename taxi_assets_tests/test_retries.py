@@ -4,7 +4,9 @@ import gzip
 
 import dagster as dg
 
+from taxi_assets.assets import load_taxi_trips
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.resources import TaxiSource
 from taxi_assets.trip_schema import GREEN
 from taxi_assets_tests.helpers import failure_message, rows_per_file
 from taxi_assets_tests.synthetic import write_month
@@ -47,3 +49,25 @@ def test_a_bad_header_is_not_retried(mirror, load):
     assert "the header does not match" in failure_message(result)
     assert _retries(result) == 0
     assert mirror.hits(JAN) == 1
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_in_one_line(warehouse):
+    """Offline, or a typo in TAXI_SOURCE_URL: retrying cannot help, so nothing is retried."""
+    result = dg.materialize(
+        [load_taxi_trips],
+        partition_key="2019-01|green",
+        resources={
+            "source": TaxiSource(base_url="https://taxi-files.invalid/release"),
+            "warehouse": warehouse,
+        },
+        raise_on_error=False,
+    )
+
+    message = failure_message(result).removeprefix("dagster._core.definitions.events.Failure: ")
+    assert message.startswith(
+        "cannot download https://taxi-files.invalid/release/green/green_tripdata_2019-01.csv.gz: "
+        "the host 'taxi-files.invalid' cannot be resolved"
+    )
+    assert "TAXI_SOURCE_URL can name a local mirror" in message
+    assert "\n" not in message.strip()
+    assert _retries(result) == 0

@@ -3,10 +3,18 @@
 import collections
 import csv
 import gzip
+import os
+import subprocess
+import sys
 
+import dagster as dg
+
+from taxi_assets.assets import load_taxi_trips
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.summary import top_pickup_zones
-from taxi_assets_tests.conftest import real_sample
+from taxi_assets.trip_schema import GREEN
+from taxi_assets_tests.conftest import postgres_env, real_sample
+from taxi_assets_tests.synthetic import write_month
 
 
 def test_top_pickup_zones_of_the_real_month(mirror, load, warehouse):
@@ -27,3 +35,42 @@ def test_top_pickup_zones_of_the_real_month(mirror, load, warehouse):
     with (real_sample("README.md").parent / "taxi+_zone_lookup.csv").open(newline="") as file:
         zones = {row["LocationID"]: row["Zone"] for row in csv.DictReader(file)}
     assert list(top["zone"]) == [zones[location] for location, _ in expected]
+
+
+def _summary(key: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "taxi_assets.summary", key],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(tmp_path, mirror, warehouse):
+    """As `make demo` runs it: a loaded month prints its summary; a month not loaded, a reversed
+    key or a malformed one each get one line and a non-zero status, no traceback."""
+    write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 50)
+    env = postgres_env(warehouse.database, warehouse.target_schema)
+    dg.materialize(
+        [load_taxi_trips],
+        partition_key="2019-01|green",
+        resources={"source": mirror.source(), "warehouse": warehouse},
+    )
+
+    loaded = _summary("2019-01|green", env)
+    not_loaded = _summary("2019-02|green", env)
+    reversed_key = _summary("green|2019-01", env)
+    malformed = _summary("foo", env)
+
+    assert loaded.returncode == 0 and "green_tripdata_2019-01.csv: 50 trips in" in loaded.stdout
+    assert not_loaded.returncode == 1
+    assert not_loaded.stdout.strip() == (
+        f"2019-02|green is not loaded: no rows of green_tripdata_2019-02.csv in "
+        f"{warehouse.database}.{warehouse.target_schema}.green_tripdata"
+    )
+    assert reversed_key.returncode == 2
+    assert reversed_key.stderr.strip() == (
+        "'green|2019-01' is not a partition key: month first, then colour (2019-01|green)"
+    )
+    assert malformed.returncode == 2
+    assert malformed.stderr.strip() == (
+        "'foo' is not a partition key: MONTH|COLOUR, e.g. 2019-01|green"
+    )

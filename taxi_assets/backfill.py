@@ -1,0 +1,193 @@
+"""`python -m taxi_assets.backfill 2019-01 2019-12 --taxi green`: a backfill from a terminal.
+
+It asks the running server (`make dev`) to backfill those months, as the UI's "Launch backfill"
+does (one run per colour-month, queued for the daemon and the pool), then follows it: a line
+every few seconds with the partitions loaded, running and failed, until it ends. The exit status
+says whether every partition loaded. Ctrl-C stops following; the backfill goes on in the server.
+"""
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import requests
+
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.trip_schema import TAXI_COLOURS
+
+DEFAULT_URL = "http://localhost:3000"
+ASSETS = ("taxi_trips_staging", "taxi_trips")
+EVERY_SECONDS = 5.0
+# How a backfill ended, in words.
+FINISHED = {
+    "COMPLETED": "completed",
+    "COMPLETED_SUCCESS": "completed",
+    "COMPLETED_FAILED": "completed with failures",
+    "FAILED": "failed",
+    "CANCELED": "was canceled",
+}
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill {
+      status
+      assetBackfillData { assetBackfillStatuses {
+        ... on AssetPartitionsStatusCounts {
+          assetKey { path } numPartitionsTargeted numPartitionsInProgress
+          numPartitionsMaterialized numPartitionsFailed
+        }
+      } }
+    }
+    ... on Error { message }
+  }
+}"""
+
+
+class ServerError(Exception):
+    """The server is not there, or said no."""
+
+
+@dataclass(frozen=True)
+class BackfillStatus:
+    status: str
+    targeted: int
+    loaded: int
+    running: int
+    failed: int
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def describe(self) -> str:
+        return (
+            f"{self.loaded} of {self.targeted} partitions loaded, {self.running} running, "
+            f"{self.failed} failed"
+        )
+
+
+class DagsterServer:
+    """The GraphQL endpoint of `dagster dev` (what the UI talks to)."""
+
+    def __init__(self, url: str = DEFAULT_URL):
+        self.url = url.rstrip("/")
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        try:
+            response = requests.post(
+                f"{self.url}/graphql",
+                json={"query": query, "variables": variables or {}},
+                timeout=60,
+            )
+            response.raise_for_status()
+        except requests.RequestException as error:
+            raise ServerError(
+                f"no Dagster server answers at {self.url} ({type(error).__name__}): start it "
+                "with `make dev`, or pass --url"
+            ) from None
+        body = response.json()
+        if "errors" in body:
+            raise ServerError(f"{self.url} refused the request: {body['errors'][0]['message']}")
+        return body["data"]
+
+    def launch_backfill(self, partition_keys: Sequence[str], assets: Sequence[str] = ASSETS) -> str:
+        """What the UI's "Launch backfill" sends for a partition selection of these assets."""
+        params = {
+            "partitionNames": list(partition_keys),
+            "assetSelection": [{"path": [name]} for name in assets],
+        }
+        result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise ServerError(f"the backfill was not launched: {result.get('message', result)}")
+        return result["backfillId"]
+
+    def backfill_status(self, backfill_id: str) -> BackfillStatus:
+        found = self.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        if found["__typename"] != "PartitionBackfill":
+            raise ServerError(f"backfill {backfill_id}: {found.get('message', found)}")
+        counts = [
+            status
+            for status in found["assetBackfillData"]["assetBackfillStatuses"]
+            if status.get("assetKey", {}).get("path") == ["taxi_trips"]
+        ]
+        count = counts[0] if counts else {}
+        return BackfillStatus(
+            status=found["status"],
+            targeted=count.get("numPartitionsTargeted", 0),
+            loaded=count.get("numPartitionsMaterialized", 0),
+            running=count.get("numPartitionsInProgress", 0),
+            failed=count.get("numPartitionsFailed", 0),
+        )
+
+
+def partition_keys(first: str, last: str, colours: Sequence[str]) -> list[str]:
+    """Every `month|colour` key from month `first` to `last`, both included."""
+    start = TaxiPartition.parse(f"{first}|{colours[0]}").month_start
+    end = TaxiPartition.parse(f"{last}|{colours[0]}").month_start
+    if end < start:
+        raise ValueError(f"{last} comes before {first}")
+    keys = []
+    month = start
+    while month <= end:
+        keys += [f"{month:%Y-%m}|{colour}" for colour in colours]
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return keys
+
+
+def follow(server: DagsterServer, backfill_id: str, every: float = EVERY_SECONDS) -> bool:
+    """Print the backfill's progress until it ends; whether every partition loaded."""
+    started = time.monotonic()
+    while True:
+        status = server.backfill_status(backfill_id)
+        elapsed = time.monotonic() - started
+        if status.finished:
+            print(f"backfill {backfill_id} {FINISHED[status.status]}: {status.describe()}")
+            return status.failed == 0 and status.loaded == status.targeted
+        print(f"backfill {backfill_id}: {status.describe()} ({elapsed:.0f}s)", flush=True)
+        time.sleep(every)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m taxi_assets.backfill", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("first", help="first month, YYYY-MM")
+    parser.add_argument("last", help="last month, YYYY-MM (included)")
+    parser.add_argument("--taxi", choices=[*TAXI_COLOURS, "both"], default="both")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the server (default {DEFAULT_URL})")
+    args = parser.parse_args(argv)
+    colours = list(TAXI_COLOURS) if args.taxi == "both" else [args.taxi]
+    try:
+        keys = partition_keys(args.first, args.last, colours)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    server = DagsterServer(args.url)
+    try:
+        backfill_id = server.launch_backfill(keys)
+        print(f"backfill {backfill_id}: {len(keys)} partitions queued on {server.url}", flush=True)
+        return 0 if follow(server, backfill_id) else 1
+    except ServerError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped following; the backfill goes on in the server", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
