@@ -46,10 +46,13 @@ dev: $(BIN)/.installed home
 
 ## home: the project's Dagster home, .dagster_home/ (its dagster.yaml is the one in this folder)
 home: $(DAGSTER_HOME_DIR)/dagster.yaml
-	@grep -qs '^DAGSTER_HOME=' .env || printf '%s\n' \
+	@if ! grep -Eqs '^[[:space:]]*(export[[:space:]]+)?DAGSTER_HOME=' .env; then \
+		if [ -s .env ] && [ -n "$$(tail -c 1 .env)" ]; then echo >> .env; fi; \
+		printf '%s\n' \
 		'# The Dagster home of make demo, make dev and the CLI (added by make; DAGSTER_HOME wins).' \
-		'DAGSTER_HOME=$${DAGSTER_HOME:-$(DAGSTER_HOME_DIR)}' >> .env
+		'DAGSTER_HOME=$${DAGSTER_HOME:-$(DAGSTER_HOME_DIR)}' >> .env; \
+	fi
 
 $(DAGSTER_HOME_DIR)/dagster.yaml:
-	mkdir -p $(DAGSTER_HOME_DIR)
-	ln -sf ../dagster.yaml $@
+	mkdir -p "$(DAGSTER_HOME_DIR)"
+	ln -sf ../dagster.yaml "$@"

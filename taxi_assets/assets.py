@@ -203,8 +203,13 @@ def _preview(
     warehouse: TaxiWarehouse, schema: TripSchema, filename: str
 ) -> dict[str, dg.TableMetadataValue]:
     """`preview`: a few of the file's rows as the table holds them, for the UI (where the
-    warehouse can read them cheaply)."""
-    rows = warehouse.preview_rows(schema, filename, PREVIEW_ROWS)
+    warehouse can read them cheaply). The load has committed by now: a preview that cannot be
+    read is left out, never a reason to fail (and retry) the load."""
+    try:
+        rows = warehouse.preview_rows(schema, filename, PREVIEW_ROWS)
+    except Exception as error:  # a cosmetic extra: any failure only costs the preview
+        dg.get_dagster_logger().warning(f"{filename}: no preview ({type(error).__name__})")
+        return {}
     if rows is None:
         return {}
     names = [name for name, _ in warehouse.column_types(schema)]

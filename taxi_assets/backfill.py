@@ -16,6 +16,7 @@ from datetime import date
 import requests
 
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.source import redact_url
 from taxi_assets.trip_schema import TAXI_COLOURS
 
 DEFAULT_URL = "http://localhost:3000"
@@ -85,6 +86,7 @@ class DagsterServer:
 
     def __init__(self, url: str = DEFAULT_URL):
         self.url = url.rstrip("/")
+        self.safe_url = redact_url(self.url)  # what is printed: no credentials, no query
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         try:
@@ -94,14 +96,16 @@ class DagsterServer:
                 timeout=60,
             )
             response.raise_for_status()
-        except requests.RequestException as error:
+            body = response.json()
+        except (requests.RequestException, ValueError) as error:
             raise ServerError(
-                f"no Dagster server answers at {self.url} ({type(error).__name__}): start it "
-                "with `make dev`, or pass --url"
+                f"no Dagster server answers at {self.safe_url} ({type(error).__name__}): start "
+                "it with `make dev`, or pass --url"
             ) from None
-        body = response.json()
         if "errors" in body:
-            raise ServerError(f"{self.url} refused the request: {body['errors'][0]['message']}")
+            raise ServerError(
+                f"{self.safe_url} refused the request: {body['errors'][0]['message']}"
+            )
         return body["data"]
 
     def launch_backfill(self, partition_keys: Sequence[str], assets: Sequence[str] = ASSETS) -> str:
@@ -179,14 +183,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = DagsterServer(args.url)
     try:
         backfill_id = server.launch_backfill(keys)
-        print(f"backfill {backfill_id}: {len(keys)} partitions queued on {server.url}", flush=True)
-        return 0 if follow(server, backfill_id) else 1
     except ServerError as error:
         print(error, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("stopped following; the backfill goes on in the server", file=sys.stderr)
-        return 130
+    print(f"backfill {backfill_id}: {len(keys)} partitions queued on {server.safe_url}", flush=True)
+    try:
+        return 0 if follow(server, backfill_id) else 1
+    except (ServerError, KeyboardInterrupt) as error:
+        why = "" if isinstance(error, KeyboardInterrupt) else f" ({error})"
+        print(
+            f"stopped following backfill {backfill_id}{why}; it goes on in the server",
+            file=sys.stderr,
+        )
+        return 130 if isinstance(error, KeyboardInterrupt) else 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from dotenv import load_dotenv
 from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
@@ -112,6 +113,12 @@ def warehouse_kind() -> str:
     if name not in WAREHOUSES:
         raise ValueError(f"TAXI_WAREHOUSE must be one of {', '.join(WAREHOUSES)}, not {name!r}")
     return name
+
+
+def load_env_file() -> None:
+    """Read `.env` from the working directory, its values over the environment's, as every
+    dagster and dg command does first: the summary then reads the warehouse the runs loaded."""
+    load_dotenv(Path.cwd() / ".env", override=True)
 
 
 def warehouse_from_env() -> TaxiWarehouse:

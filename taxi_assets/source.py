@@ -9,6 +9,7 @@ count of rows in the file is known independently of what the warehouse says it l
 import concurrent.futures
 import gzip
 import socket
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 CHUNK_BYTES = 1 << 20
 MAX_HEADER_BYTES = 64 * 1024
+LOOKUP_ATTEMPTS = 3
 
 
 class SourceError(Exception):
@@ -134,27 +136,42 @@ def _download(
                         transfer.done += len(chunk)
         except (requests.RequestException, Urllib3Error) as error:
             raise SourceUnavailable(
-                f"could not download {safe_url}: {type(error).__name__}: {error}"
+                f"could not download {safe_url}: {type(error).__name__}: "
+                f"{_without_secrets(str(error), url)}"
             ) from None
     return FetchedFile(path=destination, url=safe_url, bytes=destination.stat().st_size)
 
 
 def _resolve_host(url: str, safe_url: str) -> None:
     """Look the host up first: a name that does not resolve (no network, a typo in
-    TAXI_SOURCE_URL) fails at once, in one line, instead of after rounds of retries. Only a
-    temporary lookup failure is worth retrying."""
+    TAXI_SOURCE_URL) fails at once, in one line, instead of after rounds of retries. A lookup
+    that fails "temporarily" (what many resolvers say offline) is tried again for a few seconds
+    first. Through a proxy, the proxy resolves names: nothing to look up here."""
+    if requests.utils.get_environ_proxies(url):
+        return
     host = urlsplit(url).hostname or ""
-    try:
-        socket.getaddrinfo(host, None)
-    except socket.gaierror as error:
-        problem = (
-            f"cannot download {safe_url}: the host {host!r} cannot be resolved ({error.strerror})"
-        )
-        if error.errno == socket.EAI_AGAIN:
-            raise SourceUnavailable(problem) from None
-        raise SourceError(
-            f"{problem}; is this machine offline? TAXI_SOURCE_URL can name a local mirror"
-        ) from None
+    for attempt in range(LOOKUP_ATTEMPTS):
+        try:
+            socket.getaddrinfo(host, None)
+            return
+        except socket.gaierror as error:
+            if error.errno != socket.EAI_AGAIN or attempt == LOOKUP_ATTEMPTS - 1:
+                raise SourceError(
+                    f"cannot download {safe_url}: the host {host!r} cannot be resolved "
+                    f"({error.strerror}); is this machine offline? TAXI_SOURCE_URL can name a "
+                    "local mirror"
+                ) from None
+            time.sleep(1.0)
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """An HTTP library's error text without the URL's query string or credentials (urllib3 says
+    "Max retries exceeded with url: /path?query")."""
+    parts = urlsplit(url)
+    for secret in (parts.query, parts.username, parts.password):
+        if secret:
+            text = text.replace(secret, "…")
+    return text
 
 
 def _raise_for_status(response: requests.Response, safe_url: str) -> None:

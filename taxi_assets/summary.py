@@ -7,10 +7,11 @@ result and the 265-row zone lookup, never the month.
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.resources import warehouse_from_env
+from taxi_assets.resources import load_env_file, warehouse_from_env
 from taxi_assets.trip_schema import TRIP_SCHEMAS
 from taxi_assets.warehouse import TaxiWarehouse, WarehouseError
 
@@ -29,14 +30,25 @@ def top_pickup_zones(warehouse: TaxiWarehouse, partition: TaxiPartition, limit: 
     ]
 
 
+def _reason(error: Exception) -> str:
+    """One line for a key or a setting that cannot be used (Dagster's config errors carry a
+    stack trace)."""
+    text = str(error)
+    if isinstance(error, dg.DagsterInvalidConfigError) and error.errors:
+        text = error.errors[0].message.split("\n\nStack Trace")[0].strip().splitlines()[-1]
+        text = text.split("Error: ", 1)[-1]
+    return text.strip().splitlines()[0]
+
+
 def main(key: str) -> int:
     """Print the summary; the exit status says whether the partition is loaded."""
+    load_env_file()
     try:
         partition = TaxiPartition.parse(key)
-    except ValueError as error:
-        print(error, file=sys.stderr)
+        warehouse = warehouse_from_env().process_config_and_initialize()
+    except (ValueError, dg.DagsterError) as error:
+        print(_reason(error), file=sys.stderr)
         return 2
-    warehouse = warehouse_from_env().process_config_and_initialize()
     schema = TRIP_SCHEMAS[partition.taxi]
     table = warehouse.qualified_table(schema.table)
     try:

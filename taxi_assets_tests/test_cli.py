@@ -187,4 +187,31 @@ def test_make_dev_takes_a_port():
     dry_run = subprocess.run(
         ["make", "-n", "dev", "PORT=3001"], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert dry_run.stdout.splitlines()[-1].endswith("bin/dagster dev -w workspace.yaml -p 3001")
+    # (Under `make test`, make also prints the directories it enters: find the command.)
+    commands = [line for line in dry_run.stdout.splitlines() if "dagster dev" in line]
+    assert len(commands) == 1
+    assert commands[0].endswith("bin/dagster dev -w workspace.yaml -p 3001")
+
+
+def test_make_home_adds_one_line_to_env_and_keeps_the_users_lines(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copyfile(ROOT / "Makefile", project / "Makefile")
+    shutil.copyfile(ROOT / "dagster.yaml", project / "dagster.yaml")
+    (project / ".env").write_text("PGPASSWORD=s3cret")  # no line break at the end
+    env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"}
+
+    for _ in range(2):
+        subprocess.run(["make", "home"], cwd=project, env=env, check=True, capture_output=True)
+
+    lines = (project / ".env").read_text().splitlines()
+    assert lines[0] == "PGPASSWORD=s3cret"
+    assert [line for line in lines if "DAGSTER_HOME=" in line] == [
+        f"DAGSTER_HOME=${{DAGSTER_HOME:-{project}/.dagster_home}}"
+    ]
+    assert (project / ".dagster_home" / "dagster.yaml").read_text() == (
+        ROOT / "dagster.yaml"
+    ).read_text()
+    (project / ".env").write_text("export DAGSTER_HOME=/elsewhere\n")  # the user's own choice
+    subprocess.run(["make", "home"], cwd=project, env=env, check=True, capture_output=True)
+    assert (project / ".env").read_text() == "export DAGSTER_HOME=/elsewhere\n"

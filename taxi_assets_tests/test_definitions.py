@@ -13,7 +13,7 @@ from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
 from taxi_assets.definitions import defs
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
 from taxi_assets.resources import TaxiSource, warehouse_from_env
-from taxi_assets.source import redact_url
+from taxi_assets.source import SourceUnavailable, fetch, redact_url
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
 from taxi_assets_tests.conftest import real_sample
 from taxi_assets_tests.helpers import rows_per_file
@@ -100,6 +100,17 @@ def test_schemas_match_the_real_headers(schema, sample, columns):
 def test_urls_lose_credentials_and_query_strings():
     url = "https://user:pa55@mirror.example:8443/a/green/f.csv.gz?sig=abc"
     assert redact_url(url) == "https://mirror.example:8443/a/green/f.csv.gz"
+
+
+def test_a_failed_download_names_no_query_string_or_password(tmp_path):
+    """The HTTP library's own message quotes the URL it tried: not its secrets."""
+    url = "http://reader:pa55w0rd@127.0.0.1:9/green/f.csv.gz?sig=s3cr3t-token"
+    with pytest.raises(SourceUnavailable) as failed:
+        fetch(url, tmp_path, retries=0, timeout_seconds=5)
+    message = str(failed.value)
+    assert message.startswith("could not download http://127.0.0.1:9/green/f.csv.gz: ")
+    assert "s3cr3t-token" not in message and "pa55w0rd" not in message
+    assert "Max retries exceeded" in message  # the library's text is still there
 
 
 @pytest.mark.parametrize("form", ["file-url", "directory"])

@@ -6,6 +6,7 @@ import gzip
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -37,16 +38,16 @@ def test_top_pickup_zones_of_the_real_month(mirror, load, warehouse):
     assert list(top["zone"]) == [zones[location] for location, _ in expected]
 
 
-def _summary(key: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _summary(key: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "taxi_assets.summary", key],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
 
 def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(tmp_path, mirror, warehouse):
     """As `make demo` runs it: a loaded month prints its summary; a month not loaded, a reversed
-    key or a malformed one each get one line and a non-zero status, no traceback."""
+    key, a malformed one or an unusable setting each get one line and a non-zero status."""
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 50)
     env = postgres_env(warehouse.database, warehouse.target_schema)
     dg.materialize(
@@ -55,7 +56,11 @@ def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(tmp_path, mir
         resources={"source": mirror.source(), "warehouse": warehouse},
     )
 
-    loaded = _summary("2019-01|green", env)
+    # The warehouse chosen in `.env`, as `make demo` and the dagster commands read it.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text("".join(f"{name}={value}\n" for name, value in env.items()))
+    loaded = _summary("2019-01|green", {}, cwd=project)
     not_loaded = _summary("2019-02|green", env)
     reversed_key = _summary("green|2019-01", env)
     malformed = _summary("foo", env)
@@ -69,6 +74,12 @@ def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(tmp_path, mir
     assert reversed_key.returncode == 2
     assert reversed_key.stderr.strip() == (
         "'green|2019-01' is not a partition key: month first, then colour (2019-01|green)"
+    )
+    bad_port = _summary("2019-01|green", {**env, "PGPORT": "five"})
+    assert bad_port.returncode == 2
+    assert (
+        bad_port.stderr.strip()
+        == 'Value stored in env variable "PGPORT" cannot be coerced into an int.'
     )
     assert malformed.returncode == 2
     assert malformed.stderr.strip() == (
