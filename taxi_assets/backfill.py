@@ -57,6 +57,13 @@ query($id: String!) {
   }
 }"""
 
+FAILED_RUNS = """
+query($id: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}], statuses: [FAILURE]}) {
+    ... on Runs { results { runId tags { key value } } }
+  }
+}"""
+
 
 class ServerError(Exception):
     """The server is not there, or said no."""
@@ -137,6 +144,17 @@ class DagsterServer:
             failed=count.get("numPartitionsFailed", 0),
         )
 
+    def failed_runs(self, backfill_id: str) -> list[tuple[str, str]]:
+        """(partition key, run page URL) of the backfill's failed runs."""
+        runs = self.graphql(FAILED_RUNS, {"id": backfill_id})["runsOrError"].get("results", [])
+        return sorted(
+            (
+                next((t["value"] for t in run["tags"] if t["key"] == "dagster/partition"), "?"),
+                f"{self.safe_url}/runs/{run['runId']}",
+            )
+            for run in runs
+        )
+
 
 def partition_keys(first: str, last: str, colours: Sequence[str]) -> list[str]:
     """Every `month|colour` key from month `first` to `last`, both included."""
@@ -160,6 +178,8 @@ def follow(server: DagsterServer, backfill_id: str, every: float = EVERY_SECONDS
         elapsed = time.monotonic() - started
         if status.finished:
             print(f"backfill {backfill_id} {FINISHED[status.status]}: {status.describe()}")
+            for key, run_page in server.failed_runs(backfill_id):
+                print(f"  {key} failed: {run_page}")
             return status.failed == 0 and status.loaded == status.targeted
         print(f"backfill {backfill_id}: {status.describe()} ({elapsed:.0f}s)", flush=True)
         time.sleep(every)

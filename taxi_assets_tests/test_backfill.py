@@ -167,22 +167,27 @@ def test_a_terminal_backfill_shows_its_progress_until_it_ends(backfill_env, seri
             env=server.env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
 
-    done = backfill("2019-04", "2019-06", "--taxi", "green", "--url", server.url)
+    # 2019-07 is not published at the mirror: that partition fails, the others load.
+    done = backfill("2019-05", "2019-07", "--taxi", "green", "--url", server.url)
     no_server = backfill("2019-04", "2019-06", "--url", "http://127.0.0.1:9")
     bad_month = backfill("2019-13", "2019-14", "--url", server.url)
 
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     backfill_id = re.match(r"backfill (\w+): 3 partitions queued on ", lines[0]).group(1)
     assert any(re.fullmatch(rf"backfill {backfill_id}: \d of 3 partitions loaded, .*s\)", line)
-               for line in lines[1:-1])  # fmt: skip
-    assert lines[-1] == (
-        f"backfill {backfill_id} completed: 3 of 3 partitions loaded, 0 running, 0 failed"
+               for line in lines[1:-2])  # fmt: skip
+    assert lines[-2] == (
+        f"backfill {backfill_id} completed with failures: 2 of 3 partitions loaded, 0 running, "
+        "1 failed"
     )
+    assert re.fullmatch(rf"  2019-07\|green failed: {server.url}/runs/[0-9a-f-]{{36}}", lines[-1])
     runs = server.wait_for_runs(backfill_id, count=3)
-    assert sorted(run.tags["dagster/partition"] for run in runs) == [
-        "2019-04|green", "2019-05|green", "2019-06|green"
-    ]  # fmt: skip
+    assert {run.tags["dagster/partition"]: run.status for run in runs} == {
+        "2019-05|green": dg.DagsterRunStatus.SUCCESS,
+        "2019-06|green": dg.DagsterRunStatus.SUCCESS,
+        "2019-07|green": dg.DagsterRunStatus.FAILURE,
+    }
     assert fingerprint(db, "green_tripdata") == before  # the same files, loaded again
     assert no_server.returncode == 2
     assert no_server.stderr.startswith("no Dagster server answers at http://127.0.0.1:9 ")
