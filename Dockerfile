@@ -16,7 +16,8 @@ COPY dbt_project ./dbt_project
 RUN pip install -e . \
  && pip uninstall --yes sqlglotrs \
  && mkdir -p "$DAGSTER_HOME" \
- && cd dbt_project && dbt parse --quiet --profiles-dir . --target postgres
+ && cd dbt_project \
+ && dbt parse --quiet --profiles-dir . --target postgres --target-path target/postgres
 COPY docker/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
 EXPOSE 3000

@@ -41,8 +41,13 @@ os.environ["TAXI_DUCKDB_PATH"] = str(
     resolve_path(os.environ.get("TAXI_DUCKDB_PATH", str(DEFAULT_PATH)))
 )
 
+# One manifest per target (`target/duckdb/manifest.json`, …): a manifest parsed for one warehouse
+# names that warehouse's database, so switching TAXI_WAREHOUSE must not reuse another's.
 dbt_project = DbtProject(
-    project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=WAREHOUSE_KIND
+    project_dir=DBT_PROJECT_DIR,
+    profiles_dir=DBT_PROJECT_DIR,
+    target=WAREHOUSE_KIND,
+    target_path=Path("target") / WAREHOUSE_KIND,
 )
 
 

@@ -2,6 +2,7 @@
 
 import collections
 import csv
+import json
 import subprocess
 import sys
 from datetime import datetime
@@ -163,8 +164,10 @@ def test_models_rebuild_automatically_after_a_trip_load(mirror, warehouse):
     assert requested == DBT_MODELS
 
 
-def test_definitions_load_in_a_fresh_checkout(tmp_path):
-    """No manifest in a fresh clone: importing the definitions runs `dbt parse` itself."""
+def test_definitions_load_in_a_fresh_checkout_with_a_manifest_per_warehouse(tmp_path):
+    """No manifest in a fresh clone: importing the definitions runs `dbt parse` itself, into the
+    chosen warehouse's own target folder; switching warehouses parses for the new one instead of
+    reusing the other's manifest (whose SQL names the other's database)."""
     root = Path(__file__).resolve().parent.parent
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -176,14 +179,20 @@ def test_definitions_load_in_a_fresh_checkout(tmp_path):
             (tmp_path / name).write_bytes((root / name).read_bytes())
     assert not (tmp_path / "dbt_project" / "target").exists()
 
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import taxi_assets.dbt_definitions as d, dagster as dg; "
-         "dg.Definitions.validate_loadable(d.defs); print(d.__file__)"],
-        cwd=tmp_path, env={"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(tmp_path),
-                           "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    def load(warehouse: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", "import taxi_assets.dbt_definitions as d, dagster as dg; "
+             "dg.Definitions.validate_loadable(d.defs); print(d.__file__)"],
+            cwd=tmp_path, env={"PATH": str(Path(sys.executable).parent),
+                               "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path),
+                               "TAXI_WAREHOUSE": warehouse},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
 
-    assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert loaded.stdout.strip().startswith(str(tmp_path))
-    assert (tmp_path / "dbt_project" / "target" / "manifest.json").exists()
+    for warehouse in ("duckdb", "postgres"):
+        loaded = load(warehouse)
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        assert loaded.stdout.strip().startswith(str(tmp_path))
+    for warehouse in ("duckdb", "postgres"):
+        manifest = tmp_path / "dbt_project" / "target" / warehouse / "manifest.json"
+        assert json.loads(manifest.read_text())["metadata"]["adapter_type"] == warehouse
