@@ -11,11 +11,10 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 
 import requests
 
-from taxi_assets.partitions import TaxiPartition
+from taxi_assets.partitions import TaxiPartition, month_dimension
 from taxi_assets.source import redact_url
 from taxi_assets.trip_schema import TAXI_COLOURS
 
@@ -157,17 +156,13 @@ class DagsterServer:
 
 
 def partition_keys(first: str, last: str, colours: Sequence[str]) -> list[str]:
-    """Every `month|colour` key from month `first` to `last`, both included."""
-    start = TaxiPartition.parse(f"{first}|{colours[0]}").month_start
-    end = TaxiPartition.parse(f"{last}|{colours[0]}").month_start
+    """Every `month|colour` key from month `first` to `last`, both included (months of the
+    partitions definition: from 2019-01 to the current month)."""
+    start, end = (TaxiPartition.parse(f"{month}|{colours[0]}").month for month in (first, last))
     if end < start:
         raise ValueError(f"{last} comes before {first}")
-    keys = []
-    month = start
-    while month <= end:
-        keys += [f"{month:%Y-%m}|{colour}" for colour in colours]
-        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-    return keys
+    months = [month for month in month_dimension.get_partition_keys() if start <= month <= end]
+    return [f"{month}|{colour}" for month in months for colour in colours]
 
 
 def follow(server: DagsterServer, backfill_id: str, every: float = EVERY_SECONDS) -> bool:

@@ -128,8 +128,11 @@ def test_make_demo_the_cli_and_make_dev_share_the_project_home(mirror, warehouse
     home = project / ".dagster_home"
     write_month(mirror.directory, GREEN, JAN, 1_234)
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-02"), 321)
-    env = _env(warehouse, mirror, tmp_path / "unused")
-    del env["DAGSTER_HOME"]
+    env = {
+        **{name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"},
+        **postgres_env(warehouse.database, warehouse.target_schema),
+        "TAXI_SOURCE_URL": mirror.url,
+    }
 
     launched = subprocess.run(
         [str(DG), "launch", "--job", "taxi_trips_job", "--partition", "2019-01|green"],
