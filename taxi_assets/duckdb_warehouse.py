@@ -1,8 +1,11 @@
 """DuckDB: the embedded default warehouse, one file, no server.
 
-The load algorithm is the one of `partition_load.py`: one pass from DuckDB's CSV reader on the gzip
-file builds `{taxi}_tripdata_staging_{YYYY_MM}` (a temp table, in memory up to the limit below),
-and DELETE + INSERT replace the file's rows in `{taxi}_tripdata` in one transaction.
+The load algorithm is the one of `partition_load.py`, with one difference: nothing is built aside.
+This process is the file's only writer (below), so one transaction deletes the file's rows from
+`{taxi}_tripdata` and inserts them anew in one pass from DuckDB's CSV reader on the gzip file; the
+checks read them as `{taxi}_tripdata_staging_{YYYY_MM}` (a temp view of them), and the merge
+commits. No other connection sees the rows before that; a failure or a killed process rolls them
+back.
 
 A DuckDB file takes one writing process at a time. Every connection here is taken under an
 inter-process file lock beside the database, so concurrent runs (a backfill) wait their turn
@@ -140,11 +143,13 @@ def _table_exists(connection: duckdb.DuckDBPyConnection, schema_name: str, table
 def float_text_sql(column: str) -> str:
     """PostgreSQL's text of a DOUBLE. Both print the shortest digits that read back as the same
     number; where PostgreSQL writes them plain (exponent in [-4, 15)) DuckDB does too, but for a
-    trailing `.0`. Elsewhere the exact rules (`pg_float8_text`, in Python: rare values)."""
+    trailing `.0` on whole numbers (written here as the BIGINT they are). Elsewhere the exact
+    rules (`pg_float8_text`, in Python: rare values)."""
     return (
         f"CASE WHEN {column} IS NULL THEN NULL "
-        f"WHEN abs({column}) >= 1e-4 AND abs({column}) < 1e15 "
-        f"THEN regexp_replace(CAST({column} AS VARCHAR), '\\.0$', '') "
+        f"WHEN abs({column}) >= 1e-4 AND abs({column}) < 1e15 THEN "
+        f"CASE WHEN {column} = trunc({column}) THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
+        f"ELSE CAST({column} AS VARCHAR) END "
         f"ELSE pg_float8_text({column}) END"
     )
 
@@ -184,6 +189,9 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
     ):
         super().__init__(target_schema, schema, partition, TABLE_TYPES)
         self.connection = connection
+        # Whether the load's transaction is open: the file's rows replaced, not yet committed.
+        self._replacing = False
+        self._replaced_rows = 0
 
     def quote(self, identifier: str) -> str:
         return quote(identifier)
@@ -193,6 +201,14 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """A transaction; within the load's open one (staged, not merged yet), a part of it."""
+        if self._replacing:
+            try:
+                yield
+            except BaseException:
+                self._roll_back()
+                raise
+            return
         self.connection.execute("BEGIN TRANSACTION")
         try:
             yield
@@ -201,26 +217,47 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
             raise
         self.connection.execute("COMMIT")
 
+    def build_staging(self) -> None:
+        """Replace the file's rows in the main table, in a transaction the merge commits."""
+        filename = self.partition.filename
+        columns = f"unique_row_id, filename, {self.column_list()}"
+        self.connection.execute("BEGIN TRANSACTION")
+        self._replacing = True
+        try:
+            self._replaced_rows = self.execute(
+                f"DELETE FROM {self.main} WHERE filename = %s", [filename]
+            )[0][0]
+            self.execute(
+                f"INSERT INTO {self.main} ({columns}) {self.staging_select_sql()}", [filename]
+            )
+            literal = "'" + filename.replace("'", "''") + "'"  # a view takes no parameters
+            self.execute(
+                f"CREATE TEMP VIEW {quote(self.staging_name)} AS "
+                f"SELECT * FROM {self.main} WHERE filename = {literal}"
+            )
+        except BaseException:
+            self._roll_back()
+            raise
+
+    def _roll_back(self) -> None:
+        self._replacing = False
+        self.connection.execute("ROLLBACK")
+
+    def merge(self) -> MergedPartition:
+        if not self._replacing:
+            raise WarehouseError(f"{self.staging_name} is missing: stage the file first")
+        rows = self.staged_rows()
+        self.connection.execute("COMMIT")
+        self._replacing = False
+        return self.merged(rows=rows, replaced_rows=self._replaced_rows)
+
     @property
     def source(self) -> str:
         return f"temp.main.{quote(self.source_name)}"  # a view, gone with the connection
 
     @property
     def staging(self) -> str:
-        # In memory (spilling to disk past DuckDB's memory limit): the rows are written to the
-        # database file once, by the merge.
-        return f"temp.main.{quote(self.staging_name)}"
-
-    def create_staging_sql(self) -> str:
-        return f"CREATE TEMP TABLE {quote(self.staging_name)}"
-
-    def require_staging(self) -> None:
-        found = self.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = %s",
-            [self.staging_name],
-        )
-        if not found[0][0]:
-            raise WarehouseError(f"{self.staging_name} is missing: stage the file first")
+        return f"temp.main.{quote(self.staging_name)}"  # a view of the rows being loaded
 
     def copy_source(self, csv: TripCsv) -> int | None:
         """A view over DuckDB's reader of the gzip file: the staging table is built straight from
@@ -269,6 +306,3 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
                 f"CREATE TABLE IF NOT EXISTS {quote(self.target_schema)}.{quote(schema.table)} "
                 f"(unique_row_id VARCHAR, filename VARCHAR, {columns})"
             )
-
-    def merge(self) -> MergedPartition:
-        return self.delete_and_insert()

@@ -3,18 +3,21 @@
 Per partition, on one connection:
 
 1. copy (engine): the file's rows, typed, into a scratch table `{taxi}_tripdata_source_{YYYY_MM}`
-   (integers as decimals when the file writes `1.0`). PostgreSQL streams it with COPY; DuckDB's
-   scratch table is a view over its CSV reader.
-2. stage (shared SQL): one pass from the scratch rows to the final rows, the seed flow's md5
-   `unique_row_id`, the `filename` and integer columns checked and cast, written into
-   `{taxi}_tripdata_staging_{YYYY_MM}` (PostgreSQL: by two sessions at once); then, in one
-   transaction, what the engine needs before the merge (PostgreSQL: the partition's CHECK
-   constraint and index) and the numbers the UI shows.
+   (integers as decimals when the file writes `1.0`). PostgreSQL streams it with COPY, its lines
+   shared out among sessions; DuckDB's scratch table is a view over its CSV reader.
+2. stage: one pass (shared SQL) from the scratch rows to the final rows, the seed flow's md5
+   `unique_row_id`, the `filename` and integer columns checked and cast, written (engine) into
+   `{taxi}_tripdata_staging_{YYYY_MM}` (PostgreSQL: by two sessions at once; DuckDB: straight
+   into the main table, in a transaction the merge commits, and the staging name is a view of
+   them); then, in one transaction, a check that the parser found one row per line and the
+   numbers the UI shows.
 3. merge (engine, one transaction): the staged rows replace the file's rows in
-   `{taxi}_tripdata`. By default DELETE + INSERT; PostgreSQL swaps a partition instead.
+   `{taxi}_tripdata`. PostgreSQL swaps a partition in (DELETE + INSERT into a plain table);
+   DuckDB commits.
 
 A failure or a killed process leaves the main table untouched: staging tables are built aside and
-dropped on failure (or by the partition's next load), and the merge is one transaction.
+dropped on failure (or by the partition's next load), or rolled back, and the merge is one
+transaction.
 Identifiers are quoted by the engine (`quote`), values are parameters (`%s`).
 """
 
@@ -77,8 +80,14 @@ class SqlPartitionLoad(PartitionLoad):
 
     @abstractmethod
     def copy_source(self, csv: TripCsv) -> int | None:
-        """Create the scratch table (`source_columns`) and fill it with the file's rows; the
-        number of CSV rows it parsed (None: count the staged rows)."""
+        """Create the scratch table (`source_columns`) and fill it with the file's rows, in
+        transactions of its own; the number of CSV rows it parsed (None: count the staged
+        rows)."""
+
+    @abstractmethod
+    def build_staging(self) -> None:
+        """Write the final rows (`staging_select_sql`, its one parameter the filename) where
+        `staging` reads them."""
 
     @abstractmethod
     def id_text_sql(self, column: str, type_: ColumnType) -> str:
@@ -89,9 +98,6 @@ class SqlPartitionLoad(PartitionLoad):
     @abstractmethod
     def row_order(self) -> str:
         """The window that numbers the scratch rows as the file's lines (`ORDER BY ctid`)."""
-
-    def prepare_staging(self) -> None:
-        """What the staged table needs before the merge (nothing by default)."""
 
     @abstractmethod
     def merge(self) -> MergedPartition:
@@ -122,27 +128,18 @@ class SqlPartitionLoad(PartitionLoad):
     def stage(self, csv: TripCsv) -> StagedPartition:
         self.drop_leftovers()
         try:
+            parsed = self.fill_staging(csv)
             with self.transaction():
-                parsed = self.copy_source(csv)
-            try:
-                self.build_staging()
-                with self.transaction():
-                    if parsed is None:
-                        parsed = self.execute(f"SELECT count(*) FROM {self.staging}")[0][0]
-                    csv.check_parsed_rows(parsed)
-                    self.prepare_staging()
-                    outside = self.execute(
-                        self._staging_stats_sql(),
-                        [self.partition.month_start, self.partition.month_end],
-                    )[0][0]
-            except self.conversion_errors as error:
-                explained = self.explain_error(error, csv)
-                if explained is None:
-                    raise
-                raise explained from None
-            except BaseException:
-                self._drop_quietly(f"DROP TABLE IF EXISTS {self.staging}")
-                raise
+                if parsed is None:
+                    parsed = self.execute(f"SELECT count(*) FROM {self.staging}")[0][0]
+                csv.check_parsed_rows(parsed)
+                outside = self.execute(
+                    self._staging_stats_sql(),
+                    [self.partition.month_start, self.partition.month_end],
+                )[0][0]
+        except BaseException:
+            self._drop_quietly(f"DROP TABLE IF EXISTS {self.staging}")
+            raise
         finally:
             self._drop_quietly(self.drop_source_sql())
         self._staged_rows = parsed
@@ -152,23 +149,24 @@ class SqlPartitionLoad(PartitionLoad):
             pickup_outside_month=outside,
         )
 
-    def build_staging(self) -> None:
-        """Write the staging table: one statement by default."""
-        with self.transaction():
-            self.execute(
-                f"{self.create_staging_sql()} AS {self.staging_select_sql()}",
-                [self.partition.filename],
-            )
+    def fill_staging(self, csv: TripCsv) -> int | None:
+        """Copy the file into the scratch table, then write the staging table from it; the CSV
+        rows parsed (None: count the staged rows)."""
+        parsed = self.copy_source(csv)
+        try:
+            self.build_staging()
+        except self.conversion_errors as error:
+            explained = self.explain_error(error, csv)
+            if explained is None:
+                raise
+            raise explained from None
+        return parsed
 
     def drop_leftovers(self) -> None:
         """Tables a killed run of this partition left behind (its lock is ours now)."""
         with self.transaction():
             self.execute(self.drop_source_sql())
             self.execute(f"DROP TABLE IF EXISTS {self.staging}")
-
-    def create_staging_sql(self) -> str:
-        """How the staging table is created (`CREATE TABLE name`)."""
-        return f"CREATE TABLE {self.staging}"
 
     def drop_source_sql(self) -> str:
         return f"DROP TABLE IF EXISTS {self.source}"

@@ -2,10 +2,11 @@
 
 `{taxi}_tripdata` is partitioned by `filename` (LIST), one partition per loaded file
 (`{taxi}_tripdata_file_{YYYY_MM}`). Readers still see one table with the Kestra DDL's name and
-columns. A load builds the file's new partition aside (`partition_load.py`: COPY into an unlogged
-scratch table, one pass to the final rows), then swaps it in: in one short transaction the old
-partition is detached and dropped and the new one attached. Replacing a month therefore costs
-the same whatever the table holds, and no index grows with it.
+columns. A load builds the file's new partition aside (`partition_load.py`: two sessions COPY the
+file's lines into an unlogged scratch table, then two sessions write the final rows from it in
+one pass), then swaps it in: in one short transaction the old partition is detached and dropped
+and the new one attached. Replacing a month therefore costs the same whatever the table holds,
+and no index grows with it.
 
 Locks: attaching a first partition never blocks readers; detaching a loaded month takes an ACCESS
 EXCLUSIVE lock on the table for a moment. That wait is bounded (`lock_timeout`), logged and
@@ -29,6 +30,7 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from taxi_assets.parallel_copy import copy_in_parallel
 from taxi_assets.partition_load import SqlPartitionLoad
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
@@ -186,17 +188,46 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
     def transaction(self) -> AbstractContextManager[None]:
         return self.connection.transaction()
 
+    @contextmanager
+    def _writer_session(self) -> Iterator[psycopg.Connection]:
+        """Another session writing a table of this load, its text formats pinned like ours."""
+        with self.connect() as connection:
+            _pin_text_formats(connection)
+            yield connection
+
     def copy_source(self, csv: TripCsv) -> int:
-        """COPY the file with the main table's types; a file that writes integers as `1.0` is
-        copied again with integers as decimals (checked and cast while staging)."""
+        """COPY the file into the scratch table with the main table's types, its lines shared
+        out among `STAGING_WRITERS` sessions. A file they refuse is copied again by one
+        session: it names the line of a bad value, and copies a file that writes integers as
+        `1.0` with integers as decimals (checked and cast while staging)."""
+        self.integers_as_decimals = False
         try:
-            with self.transaction():  # a savepoint
-                self.integers_as_decimals = False
+            return self._copy_in_parallel(csv)
+        except psycopg.errors.DataError as error:
+            dg.get_dagster_logger().info(
+                f"{csv.name}: the parallel COPY refused a value "
+                f"({error.diag.message_primary}); copying the file again with one session"
+            )
+        self.execute(self.drop_source_sql())
+        csv.rewind()
+        with self.transaction():
+            try:
+                with self.transaction():  # a savepoint
+                    return self._copy(csv)
+            except _IntegerWrittenAsDecimal:
+                csv.rewind()
+                self.integers_as_decimals = True
                 return self._copy(csv)
-        except _IntegerWrittenAsDecimal:
-            csv.rewind()
-            self.integers_as_decimals = True
-            return self._copy(csv)
+
+    def _copy_in_parallel(self, csv: TripCsv) -> int:
+        # Unlogged: nothing of it needs to survive a crash.
+        self.execute(f"CREATE UNLOGGED TABLE {self.source} ({self.source_columns()})")
+        return copy_in_parallel(
+            self._writer_session,
+            f"COPY {self.source} ({self.column_list()}) FROM STDIN (FORMAT csv)",
+            csv.data_line_chunks(),
+            STAGING_WRITERS,
+        )
 
     def _copy(self, csv: TripCsv) -> int:
         # Unlogged: nothing of it needs to survive a crash. Created in this transaction, so COPY
@@ -227,6 +258,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
             self.execute(
                 f"CREATE TABLE {self.staging} AS {select} WITH NO DATA", [self.partition.filename]
             )
+            self._make_attachable()
         pages = self.execute(
             "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
             [self.source],
@@ -248,8 +280,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
                 insert.result()
 
     def _insert_staged(self, select: str) -> None:
-        with self.connect() as connection:
-            _pin_text_formats(connection)
+        with self._writer_session() as connection:
             connection.execute(f"INSERT INTO {self.staging} {select}", [self.partition.filename])
 
     def id_text_sql(self, column: str, type_: ColumnType) -> str:
@@ -264,9 +295,10 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
     def partitioned(self) -> bool:
         return _relkind(self.connection, self.target_schema, self.schema.table) == "p"
 
-    def prepare_staging(self) -> None:
-        """Make the staged table a ready partition: the CHECK constraint that spares ATTACH a
-        scan, and its index of pickups at and beyond the month's edges."""
+    def _make_attachable(self) -> None:
+        """Make the (empty) staging table a ready partition: the CHECK constraint that spares
+        ATTACH a scan, and its index of pickups at and beyond the month's edges, both kept up
+        as the rows arrive."""
         if not self.partitioned:
             return
         constraint = self.quote(self.partition_name + "_check")

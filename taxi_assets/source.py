@@ -289,6 +289,21 @@ class TripCsv:
         if last_byte != b"\n":
             self.rows += 1  # a last line without a line ending
 
+    def data_line_chunks(self) -> Iterator[bytes]:
+        """The data lines, without the header, in chunks of whole lines (about 1 MiB), for a
+        loader that hands each chunk to any of several sessions. A chunk without a line break
+        is passed on as it is: a line that long is no trip, and its parser says so."""
+        chunks = self.chunks()
+        next(chunks)  # the header
+        rest = b""
+        for chunk in chunks:
+            chunk = rest + chunk
+            cut = chunk.rfind(b"\n") + 1 or len(chunk)
+            yield chunk[:cut]
+            rest = chunk[cut:]
+        if rest:
+            yield rest
+
     def _read_header(self) -> bytes:
         line = self._guarded(lambda: self._gzip.readline(MAX_HEADER_BYTES))
         if not line.strip():

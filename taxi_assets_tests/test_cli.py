@@ -17,7 +17,7 @@ import pytest
 from taxi_assets.assets import TRIPS
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets_tests.conftest import PG, postgres_env
+from taxi_assets_tests.conftest import PG, Db, postgres_env
 from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
 from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
@@ -107,6 +107,41 @@ def test_kill_9_mid_load_leaves_no_partial_partition(mirror, warehouse, db, tmp_
     # Nothing is stuck: the next run gets the partition lock and loads the new file whole.
     subprocess.run([*MATERIALIZE, "2019-01|green"], env=env, check=True, capture_output=True)
     assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 40_000 * copies}
+
+
+def test_kill_9_mid_load_leaves_the_duckdb_file_as_it_was(mirror, duckdb_warehouse, tmp_path):
+    """DuckDB replaces the file's rows in one open transaction: killed while it inserts them,
+    the file comes back as it was, and the next run loads the new file whole."""
+    env = {
+        **os.environ,
+        "TAXI_WAREHOUSE": "duckdb",
+        "TAXI_DUCKDB_PATH": str(duckdb_warehouse.database_file),
+        "DAGSTER_HOME": str(tmp_path),
+        "TAXI_SOURCE_URL": mirror.url,
+    }
+    db = Db(duckdb_warehouse)
+    write_month(mirror.directory, GREEN, JAN, 500, seed=1)
+    subprocess.run([*MATERIALIZE, "2019-01|green"], env=env, check=True, capture_output=True)
+    before = fingerprint(db, "green_tripdata")
+    rows = list(generate_rows(GREEN, JAN, 40_000, seed=2))
+    write_csv_gz(mirror.path(JAN), csv_lines(GREEN, rows * 24))
+
+    run = subprocess.Popen(
+        [*MATERIALIZE, "2019-01|green"], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in run.stderr:  # the run's log
+        if "download done" in line:
+            break
+    time.sleep(1.0)  # into the insert of 960,000 rows (~3 s)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    assert "stage done" not in run.stderr.read(), "killed too late: after the insert"
+    run.stderr.close()
+
+    assert fingerprint(db, "green_tripdata") == before
+    subprocess.run([*MATERIALIZE, "2019-01|green"], env=env, check=True, capture_output=True)
+    assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 960_000}
 
 
 def _project_with_its_home(tmp_path: Path) -> Path:
