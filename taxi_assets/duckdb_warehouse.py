@@ -29,7 +29,10 @@ from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouse import MergedPartition, PartitionLoad, TaxiWarehouse, WarehouseError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PATH = PROJECT_ROOT / "data" / "taxi.duckdb"
+# The file name and schema where the course's module-4 dbt project looks for the trip tables
+# (its source `raw`: database taxi_rides_ny, schema prod).
+DEFAULT_PATH = PROJECT_ROOT / "data" / "taxi_rides_ny.duckdb"
+DEFAULT_SCHEMA = "prod"
 TABLE_TYPES = {
     ColumnType.TEXT: "VARCHAR",
     ColumnType.TIMESTAMP: "TIMESTAMP",
@@ -56,12 +59,14 @@ def resolve_path(path: str) -> Path:
 
 
 class DuckDBWarehouse(TaxiWarehouse):
-    """An embedded DuckDB file (TAXI_DUCKDB_PATH, default data/taxi.duckdb)."""
+    """An embedded DuckDB file (TAXI_DUCKDB_PATH, default data/taxi_rides_ny.duckdb)."""
 
     path: str = Field(
         default=str(DEFAULT_PATH), description="The database file (TAXI_DUCKDB_PATH)."
     )
-    target_schema: str = Field(default="main", description="Schema of the trip tables.")
+    target_schema: str = Field(
+        default=DEFAULT_SCHEMA, description="Schema of the trip tables (TAXI_DUCKDB_SCHEMA)."
+    )
 
     @property
     def kind(self) -> str:

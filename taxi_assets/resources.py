@@ -81,9 +81,12 @@ def postgres_from_env() -> TaxiWarehouse:
 
 
 def duckdb_from_env() -> TaxiWarehouse:
-    from taxi_assets.duckdb_warehouse import DEFAULT_PATH, DuckDBWarehouse
+    from taxi_assets.duckdb_warehouse import DEFAULT_PATH, DEFAULT_SCHEMA, DuckDBWarehouse
 
-    return DuckDBWarehouse(path=_env("TAXI_DUCKDB_PATH", str(DEFAULT_PATH)))
+    return DuckDBWarehouse(
+        path=_env("TAXI_DUCKDB_PATH", str(DEFAULT_PATH)),
+        target_schema=_env("TAXI_DUCKDB_SCHEMA", DEFAULT_SCHEMA),
+    )
 
 
 def bigquery_from_env() -> TaxiWarehouse:

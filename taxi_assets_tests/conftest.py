@@ -55,7 +55,13 @@ def postgres_env(database: str, schema: str) -> dict[str, str]:
         "PGUSER": PG["user"],
         "PGDATABASE": database,
         "TAXI_PG_SCHEMA": schema,
+        "TAXI_DBT_SCHEMA": dbt_schema(schema),
     }
+
+
+def dbt_schema(schema: str) -> str:
+    """The schema a test's dbt models go into, beside its trip tables' schema (dropped too)."""
+    return f"{schema}_dbt"
 
 
 def _admin_connection() -> psycopg.Connection:
@@ -93,6 +99,7 @@ def postgres_warehouse(test_database: str) -> Iterator[PostgresWarehouse]:
     )
     with psycopg.connect(dbname=test_database, autocommit=True, **PG) as connection:
         connection.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
+        connection.execute(f'DROP SCHEMA IF EXISTS "{dbt_schema(schema_name)}" CASCADE')
 
 
 @pytest.fixture
@@ -131,13 +138,24 @@ class Db:
         self._postgres: psycopg.Connection | None = None
         if isinstance(warehouse, PostgresWarehouse):
             self._postgres = psycopg.connect(dbname=warehouse.database, autocommit=True, **PG)
-            self._postgres.execute(f'SET search_path = "{warehouse.target_schema}", public')
+            self._postgres.execute(
+                f'SET search_path = "{warehouse.target_schema}", '
+                f'"{dbt_schema(warehouse.target_schema)}", public'
+            )
 
     def execute(self, query: str, params: tuple | list = ()) -> Rows:
         if self._postgres is not None:
             cursor = self._postgres.execute(query, params)
             return Rows(cursor.fetchall() if cursor.description else [])
         with self.warehouse.connect() as connection:
+            # The trip tables' schema, then the dbt models' (TAXI_DBT_SCHEMA's default), where
+            # they exist (DuckDB refuses a search path with a missing schema).
+            schemas = [self.warehouse.target_schema, "taxi_models"]
+            found = connection.execute(
+                "SELECT schema_name FROM duckdb_schemas() WHERE schema_name IN (?, ?)", schemas
+            ).fetchall()
+            path = ",".join(name for name in schemas if (name,) in found) or "main"
+            connection.execute(f"SET search_path = '{path}'")
             result = connection.execute(query.replace("%s", "?"), list(params))
             return Rows(result.fetchall() if result.description else [])
 

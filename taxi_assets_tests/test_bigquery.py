@@ -120,6 +120,7 @@ def test_dbt_builds_on_the_emulator(mirror, bigquery_warehouse, monkeypatch):
         "TAXI_WAREHOUSE": "bigquery",
         "GCP_PROJECT_ID": warehouse.project,
         "GCP_DATASET": warehouse.dataset,
+        "TAXI_DBT_SCHEMA": f"{warehouse.dataset}_dbt",  # the models' own dataset
         "BIGQUERY_API_ENDPOINT": warehouse.api_endpoint,
         "DBT_BIGQUERY_METHOD": "oauth-secrets",  # a dummy token the emulator does not check
         "DBT_BIGQUERY_TOKEN": "dummy-token",
@@ -135,7 +136,8 @@ def test_dbt_builds_on_the_emulator(mirror, bigquery_warehouse, monkeypatch):
         e.check_name for e in result.get_asset_check_evaluations() if not e.passed
     ]
     with warehouse.clients() as (bq, _):
-        fact = bq.query(f"SELECT COUNT(*) AS n FROM {warehouse.table_id('fact_trips')}").result()
+        models = f"{warehouse.project}.{warehouse.dataset}_dbt"
+        fact = bq.query(f"SELECT COUNT(*) AS n FROM `{models}.fact_trips`").result()
         assert next(iter(fact))["n"] == len(expected)
 
 
