@@ -131,3 +131,10 @@ def warehouse_from_env() -> TaxiWarehouse:
 
 def source_from_env() -> TaxiSource:
     return TaxiSource(base_url=_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL))
+
+
+def products_source_from_env() -> dg.ConfigurableResource:
+    """The getting-started group's products (PRODUCTS_URL)."""
+    from taxi_assets.getting_started import DEFAULT_PRODUCTS_URL, ProductsSource
+
+    return ProductsSource(url=_env("PRODUCTS_URL", DEFAULT_PRODUCTS_URL))
