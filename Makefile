@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PARTITION ?= 2020-10|green
 
-.PHONY: demo test lint bench dev home
+.PHONY: demo test test-fast lint bench dev home
 # One Dagster home for `make demo`, `make dev` and the README's dagster commands: its run history
 # is what the UI shows. `.env`, which every dagster command reads from this folder, points
 # DAGSTER_HOME here unless DAGSTER_HOME is already set.
@@ -32,6 +32,10 @@ demo: $(BIN)/.installed home
 ## test: the whole test suite (real PostgreSQL, real HTTP, real Dagster runs)
 test: $(BIN)/.installed home
 	$(BIN)/pytest
+
+## test-fast: the inner loop, without the slow layers (browser, dagster dev, emulators)
+test-fast: $(BIN)/.installed home
+	$(BIN)/pytest -m "not browser and not dagster_dev and not emulators"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .

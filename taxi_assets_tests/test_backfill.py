@@ -27,6 +27,9 @@ ASSETS = ["taxi_trips_staging", "taxi_trips"]
 POOL = "taxi_postgres"
 
 
+pytestmark = pytest.mark.dagster_dev
+
+
 @pytest.fixture(scope="module")
 def backfill_env(test_database, http_root, tmp_path_factory):
     root, url = http_root

@@ -1,5 +1,8 @@
 """The cloud path on local emulators: GCS (gcp-storage-emulator) and BigQuery (bqemulator)."""
 
+import collections
+import hashlib
+
 import dagster as dg
 import pytest
 import sqlglot
@@ -16,6 +19,8 @@ from taxi_assets_tests.dagster_dev import free_port as closed_port
 from taxi_assets_tests.helpers import check_results, failure_message, metadata
 from taxi_assets_tests.synthetic import write_month
 from taxi_assets_tests.test_dbt import known_zones
+
+pytestmark = pytest.mark.emulators
 
 
 @pytest.mark.parametrize("taxi", ["green", "yellow"])
@@ -52,8 +57,10 @@ def test_setup_then_two_partitions_then_a_rerun(mirror, bigquery_warehouse):
     assert setup.success
     assert warehouse.ensure_bucket_and_dataset() == (False, False)  # ifExists: SKIP
     months = {TaxiPartition("green", "2019-01"): 300, TaxiPartition("yellow", "2019-02"): 250}
-    for partition, rows in months.items():
-        write_month(mirror.directory, TRIP_SCHEMAS[partition.taxi], partition, rows)
+    written = {
+        partition.taxi: write_month(mirror.directory, TRIP_SCHEMAS[partition.taxi], partition, n)
+        for partition, n in months.items()
+    }
 
     results = [_load(mirror, warehouse, str(p.key)) for p in months]
     again = _load(mirror, warehouse, "2019-01|green")
@@ -63,6 +70,25 @@ def test_setup_then_two_partitions_then_a_rerun(mirror, bigquery_warehouse):
     assert _rows_by_file(warehouse, "yellow_tripdata") == {"yellow_tripdata_2019-02.csv": 250}
     assert metadata(again)["replaced_rows"] == 300 and metadata(again)["rows_in_table"] == 300
     assert all(check.passed for check in check_results(again).values())
+    for taxi, rows in written.items():
+        with warehouse.clients() as (bq, _):
+            table = warehouse.table_id(f"{taxi}_tripdata")
+            found = bq.query(f"SELECT TO_HEX(unique_row_id) AS id FROM {table}").result()
+            ids = collections.Counter(row["id"] for row in found)
+        assert ids == collections.Counter(seed_bigquery_id(taxi, row) for row in rows)
+
+
+def seed_bigquery_id(taxi: str, row: dict[str, str]) -> str:
+    """The seed's BigQuery id, written out here from its SQL: MD5 of five columns as BigQuery
+    prints them (timestamps with `+00`), NULLs as ''."""
+    prefix = "lpep" if taxi == "green" else "tpep"
+    parts = [
+        row["VendorID"],
+        *(f"{row[f'{prefix}_{moment}_datetime']}+00" for moment in ("pickup", "dropoff")),
+        row["PULocationID"],
+        row["DOLocationID"],
+    ]
+    return hashlib.md5("".join(parts).encode()).hexdigest()
 
 
 def test_missing_credentials_fail_before_any_upload(mirror, monkeypatch, gcs_emulator):

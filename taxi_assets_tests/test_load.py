@@ -128,9 +128,20 @@ def test_exact_duplicate_rows_stay(mirror, load, db):
 
 
 def test_metadata_describes_the_source_and_the_month(mirror, load, db):
-    rows = write_month(mirror.directory, YELLOW, TaxiPartition("yellow", "2019-03"), 1_500)
+    march = TaxiPartition("yellow", "2019-03")
+    rows = list(generate_rows(YELLOW, march, 1_500))
+    # At both edges of the month: the last second inside it, the first seconds after it.
+    edges = [
+        "2019-03-31 23:59:59",
+        "2019-04-01 00:00:00",
+        "2019-04-01 00:00:01",
+        "2019-04-15 12:00:00",
+    ]
+    for row, pickup in zip(rows, edges, strict=False):
+        row["tpep_pickup_datetime"] = pickup
+    write_csv_gz(mirror.path(march), csv_lines(YELLOW, rows))
     outside = sum(not row["tpep_pickup_datetime"].startswith("2019-03") for row in rows)
-    assert outside > 0
+    assert outside > 3
     size = mirror.path(TaxiPartition("yellow", "2019-03")).stat().st_size
 
     result = load("2019-03|yellow")

@@ -1,6 +1,7 @@
 """PostgreSQL keeps each file in a partition of its own and swaps a re-loaded month in whole;
 a plain table (the Kestra flow's, or an earlier version's) keeps working as it is."""
 
+import collections
 import threading
 import time
 
@@ -110,6 +111,31 @@ def test_a_plain_kestra_table_keeps_working(mirror, load, db):
     ).fetchall()
     assert sorted(r[0] for r in ids) == sorted(expected_unique_row_id(GREEN, r) for r in rows)
     assert check_results(result)["rows_match_source"].passed
+
+
+def test_two_runs_of_the_same_partition_at_once_queue(mirror, load, db):
+    """The partition's advisory lock: the second run waits for the first instead of dropping
+    its scratch tables or swapping a half-built partition in."""
+    rows = write_month(mirror.directory, GREEN, JAN, 30_000, seed=4)
+    results = []
+
+    def run():
+        results.append(load("2019-01|green", raise_on_error=False))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [result.success for result in results] == [True, True]
+    retried = [
+        e for r in results for e in r.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"
+    ]
+    assert retried == []  # neither run got in the other's way
+    assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 30_000}
+    ids = collections.Counter(r[0] for r in db.execute("SELECT unique_row_id FROM green_tripdata"))
+    assert ids == collections.Counter(expected_unique_row_id(GREEN, row) for row in rows)
 
 
 def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, load, db):

@@ -14,7 +14,7 @@ from playwright.sync_api import sync_playwright
 
 from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets_tests.conftest import Db, Mirror, real_sample
+from taxi_assets_tests.conftest import Db, Mirror, real_sample, under_ci
 from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
 from taxi_assets_tests.helpers import rows_per_file
 
@@ -22,13 +22,14 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ARTIFACTS = ROOT / "test-artifacts"
+pytestmark = [pytest.mark.browser, pytest.mark.dagster_dev]
 OCTOBER = TaxiPartition("green", "2020-10")
 
 
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail(f"Chromium is required under CI=true ({CHROMIUM}); .ci/run installs it")
         pytest.skip(f"no Chromium at {CHROMIUM}")
     with sync_playwright() as playwright:
