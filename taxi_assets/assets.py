@@ -121,6 +121,16 @@ def load_taxi_trips(
                 merged = load.merge()
     except (SourceError, WarehouseMisconfigured) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        # Dagster's retry policy would take an interrupt for a failure and start the step again
+        # (dagster-io/dagster#15026): Ctrl-C, a SIGTERM, the UI's Terminate end the run here.
+        raise dg.Failure(
+            description=(
+                f"{partition.filename}: interrupted (Ctrl-C, SIGTERM or Terminate); what was not "
+                "merged yet was rolled back; not retried"
+            ),
+            allow_retries=False,
+        ) from None
     except (SourceUnavailable, WarehouseError) as error:
         raise dg.Failure(description=str(error)) from None
     context.log.info(
@@ -162,7 +172,7 @@ def _staging_result(
             "pickup_outside_month": staged.pickup_outside_month,
             "stage_seconds": round(time.monotonic() - started, 3),
             # Not `dagster/table_name`: the table lives only until this run's merge.
-            "staged_in": f"{staged.table} (this run's scratch table, merged and then gone)",
+            "staged_in": staged.table,
             "dagster/partition_row_count": staged.rows,
         },
     )

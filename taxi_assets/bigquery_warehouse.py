@@ -308,7 +308,10 @@ class _BigQueryPartitionLoad(PartitionLoad):
             run_query(self.bq, f"DROP TABLE IF EXISTS {self._table(self.external_name)}")
         csv.check_parsed_rows(rows)
         return StagedPartition(
-            table=f"{self.warehouse.dataset}.{self.staging_name}",
+            table=(
+                f"{self.warehouse.dataset}.{self.staging_name} "
+                "(this run's scratch table, merged and then gone)"
+            ),
             rows=rows,
             pickup_outside_month=outside,
         )

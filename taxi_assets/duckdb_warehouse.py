@@ -261,6 +261,10 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         return f"temp.main.{quote(self.source_name)}"  # a view, gone with the connection
 
     @property
+    def staged_in(self) -> str:
+        return f"{self.target_schema}.{self.schema.table} (this run's rows, committed by the merge)"
+
+    @property
     def staging(self) -> str:
         return f"temp.main.{quote(self.staging_name)}"  # a view of the rows being loaded
 

@@ -118,6 +118,10 @@ def avg_price_per_brand(
     """The average price per brand of `products.json` (Kestra's `query` task), kept in the
     DuckDB file."""
     path = products_json(duckdb_file)
+    if not path.is_file():
+        raise dg.Failure(
+            description=f"no {path}: materialise `products` first", allow_retries=False
+        )
     table = f"{quote(SCHEMA)}.{quote('avg_price_per_brand')}"
     with duckdb_file.connect() as connection:
         described = connection.execute("DESCRIBE SELECT * FROM read_json_auto(?)", [str(path)])

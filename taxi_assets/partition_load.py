@@ -144,9 +144,17 @@ class SqlPartitionLoad(PartitionLoad):
             self._drop_quietly(self.drop_source_sql())
         self._staged_rows = parsed
         return StagedPartition(
-            table=f"{self.target_schema}.{self.staging_name}",
+            table=self.staged_in,
             rows=parsed,
             pickup_outside_month=outside,
+        )
+
+    @property
+    def staged_in(self) -> str:
+        """Where the staged rows wait for the merge, for the UI."""
+        return (
+            f"{self.target_schema}.{self.staging_name} "
+            "(this run's scratch table, merged and then gone)"
         )
 
     def fill_staging(self, csv: TripCsv) -> int | None:

@@ -4,6 +4,7 @@
 import re
 import subprocess
 import sys
+import time
 import uuid
 
 import dagster as dg
@@ -196,3 +197,46 @@ def test_a_terminal_backfill_shows_its_progress_until_it_ends(backfill_env, seri
     assert no_server.stderr.startswith("no Dagster server answers at http://127.0.0.1:9 ")
     assert bad_month.returncode == 2
     assert "is not a partition key" in bad_month.stderr
+
+
+TERMINATE_RUN = """mutation Terminate($runId: String!) {
+  terminateRun(runId: $runId) { __typename }
+}"""
+
+
+def test_terminate_in_the_ui_stops_a_load_without_a_retry(backfill_env, serial_backfill):
+    """The UI's Terminate (GraphQL `terminateRun`) on a run that is downloading: the run ends
+    canceled, its step is not started again by the retry policy, nothing is loaded."""
+    server, db, mirror = backfill_env
+    before = fingerprint(db, "green_tripdata")
+    partition = TaxiPartition("green", "2020-06")
+    write_month(mirror.directory, GREEN, partition, 100)
+    mirror.slow_down(120)
+    try:
+        backfill_id = server.launch_backfill([str(partition.key)], ASSETS)
+        instance = server.instance()
+        deadline = time.monotonic() + 120
+        while not (run_id := _step_started(instance, backfill_id)):
+            assert time.monotonic() < deadline, "the run did not start its load step"
+            time.sleep(0.5)
+        time.sleep(1.0)
+        assert server.graphql(TERMINATE_RUN, {"runId": run_id})["terminateRun"]
+        [run] = server.wait_for_runs(backfill_id, count=1, timeout=120)
+    finally:
+        mirror.slow_down(0)
+
+    assert run.status == dg.DagsterRunStatus.CANCELED
+    events = {entry.dagster_event_type for entry in instance.all_logs(run.run_id)}
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in events
+    assert dg.DagsterEventType.STEP_RESTARTED not in events
+    assert fingerprint(db, "green_tripdata") == before
+
+
+def _step_started(instance: dg.DagsterInstance, backfill_id: str) -> str | None:
+    """The id of the backfill's run once its load step has started."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    for run in runs:
+        events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+        if events:
+            return run.run_id
+    return None

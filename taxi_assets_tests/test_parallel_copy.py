@@ -1,6 +1,6 @@
-"""PostgreSQL copies a clean file with several sessions straight into the staging table (its id
-a generated column) and falls back to the careful way for anything unusual: both give the seed's
-ids. One failing or interrupted session stops them all and leaves nothing behind."""
+"""PostgreSQL copies a clean file into its scratch table with several sessions at once, and a
+file they refuse again with one session (which names the line): both give the seed's ids. One
+failing session stops them all; an interrupt aborts every COPY."""
 
 import collections
 import threading
