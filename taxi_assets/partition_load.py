@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import TripCsv
+from taxi_assets.source import INT4_MAX, TripCsv
 from taxi_assets.trip_schema import ColumnType, TripSchema, id_columns
 from taxi_assets.warehouse import (
     MergedPartition,
@@ -35,8 +35,6 @@ from taxi_assets.warehouse import (
     WarehouseError,
     staging_table_name,
 )
-
-INT4_MAX = 2_147_483_647
 
 
 def source_table_name(schema: TripSchema, partition: TaxiPartition) -> str:

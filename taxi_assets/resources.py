@@ -17,6 +17,8 @@ from taxi_assets.progress import Transfer
 from taxi_assets.source import (
     DEFAULT_SOURCE_URL,
     FetchedFile,
+    SourceError,
+    check_source_url,
     fetch,
     is_published,
     redact_url,
@@ -131,6 +133,12 @@ def warehouse_from_env() -> TaxiWarehouse:
 
 
 def source_from_env() -> TaxiSource:
+    """The release files; an unusable TAXI_SOURCE_URL stops the definitions from loading with one
+    line saying so (the schedules would otherwise skip every month as "not published")."""
+    try:
+        check_source_url(os.environ.get("TAXI_SOURCE_URL") or DEFAULT_SOURCE_URL)
+    except SourceError as error:
+        raise ValueError(f"TAXI_SOURCE_URL={error}") from None
     return TaxiSource(base_url=_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL))
 
 

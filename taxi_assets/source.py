@@ -8,6 +8,8 @@ count of rows in the file is known independently of what the warehouse says it l
 
 import concurrent.futures
 import gzip
+import math
+import re
 import socket
 import time
 import zlib
@@ -28,6 +30,8 @@ DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/dow
 CHUNK_BYTES = 1 << 20
 MAX_HEADER_BYTES = 64 * 1024
 LOOKUP_ATTEMPTS = 3
+# The largest value of an integer column (PostgreSQL's integer, int4).
+INT4_MAX = 2_147_483_647
 
 
 class SourceError(Exception):
@@ -77,6 +81,7 @@ def fetch(
     `transfer` follows the bytes as they come.
     """
     transfer = transfer if transfer is not None else Transfer()
+    check_source_url(url)
     scheme = urlsplit(url).scheme
     if scheme in ("http", "https"):
         return _download(url, download_dir, timeout_seconds, retries, transfer)
@@ -104,8 +109,23 @@ def is_published(url: str, *, timeout_seconds: float = 30.0) -> bool | None:
 
 def fetch_path(url: str) -> Path:
     """The local path a `file://` URL or a plain path names."""
+    check_source_url(url)
     parts = urlsplit(url)
     return Path(unquote(parts.path)) if parts.scheme == "file" else Path(url)
+
+
+SCHEMES = ("http", "https", "file")
+
+
+def check_source_url(url: str) -> None:
+    """An http(s):// or file:// URL or a plain path; anything else (`ftp://`, `s3://`, a typo like
+    `htp://`) is a setting to fix, not a month that is "not published"."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme and scheme not in SCHEMES and len(scheme) > 1:  # (`C:` is a Windows path)
+        raise SourceError(
+            f"{redact_url(url)}: {scheme}:// is not a source this project reads; use https://, "
+            "http://, file:// or a directory"
+        )
 
 
 def _download(
@@ -165,13 +185,17 @@ def _resolve_host(url: str, safe_url: str) -> None:
 
 
 def _without_secrets(text: str, url: str) -> str:
-    """An HTTP library's error text without the URL's query string or credentials (urllib3 says
-    "Max retries exceeded with url: /path?query")."""
+    """An HTTP library's error text without the URL's credentials, nor any query string (urllib3
+    says "Max retries exceeded with url: /path?query", for a redirect's target too: a signed
+    URL's `X-Amz-Signature=…`)."""
     parts = urlsplit(url)
     for secret in (parts.query, parts.username, parts.password):
         if secret:
             text = text.replace(secret, "…")
-    return text
+    return _QUERY.sub("?…", text)
+
+
+_QUERY = re.compile(r"\?[^\s'\"()<>]+")
 
 
 def _raise_for_status(response: requests.Response, safe_url: str) -> None:
@@ -273,10 +297,12 @@ class TripCsv:
             )
 
     def fractional_integer(self, data_line: int, column: str, value: float) -> SourceError:
-        """The error for a value that is not a whole number in an integer column."""
-        return SourceError(
-            f"{self.name} line {data_line + 1}, column {column}: {value:g} is not a whole number"
-        )
+        """The error for a value of an integer column that is not a whole number, or too big."""
+        if math.isfinite(value) and value == math.trunc(value):
+            problem = f"{value:.0f} is too big for an integer column (at most {INT4_MAX})"
+        else:
+            problem = f"{value:g} is not a whole number"
+        return SourceError(f"{self.name} line {data_line + 1}, column {column}: {problem}")
 
     def chunks(self) -> Iterator[bytes]:
         """The file's bytes, header line included, in chunks of about 1 MiB."""

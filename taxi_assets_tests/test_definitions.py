@@ -1,7 +1,10 @@
 """What the UI shows: the code location loads, with partitions, assets, checks and the job."""
 
+import http.server
+import os
 import subprocess
 import sys
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -13,9 +16,10 @@ from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
 from taxi_assets.definitions import defs
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
 from taxi_assets.resources import TaxiSource, warehouse_from_env
-from taxi_assets.source import SourceUnavailable, fetch, redact_url
+from taxi_assets.source import SourceError, SourceUnavailable, fetch, redact_url
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
 from taxi_assets_tests.conftest import real_sample
+from taxi_assets_tests.dagster_dev import free_port
 from taxi_assets_tests.helpers import rows_per_file
 from taxi_assets_tests.synthetic import write_month
 
@@ -111,6 +115,62 @@ def test_a_failed_download_names_no_query_string_or_password(tmp_path):
     assert message.startswith("could not download http://127.0.0.1:9/green/f.csv.gz: ")
     assert "s3cr3t-token" not in message and "pa55w0rd" not in message
     assert "Max retries exceeded" in message  # the library's text is still there
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://mirror.example/nyc", "s3://bucket/nyc", "htp://typo.example"]
+)
+def test_a_source_url_of_another_kind_is_a_setting_error(tmp_path, url):
+    """Not "not published" (the schedules would skip every month): said when the definitions
+    load, and by the load and the published-probe too."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import taxi_assets.definitions"],
+        env={**os.environ, "TAXI_SOURCE_URL": url}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    source = TaxiSource(base_url=url)
+    partition = TaxiPartition("green", "2019-01")
+
+    assert loaded.returncode != 0
+    scheme = url.split(":")[0]
+    assert loaded.stderr.strip().splitlines()[-1] == (
+        f"ValueError: TAXI_SOURCE_URL={url}: {scheme}:// is not a source this project reads; "
+        "use https://, http://, file:// or a directory"
+    )
+    for attempt in (
+        lambda: source.fetch(partition, tmp_path),
+        lambda: source.is_published(partition),
+    ):
+        with pytest.raises(SourceError, match=f"{scheme}:// is not a source this project reads"):
+            attempt()
+
+
+def test_a_download_that_fails_after_a_redirect_names_no_query_string(tmp_path):
+    """A mirror that redirects to a signed URL (as S3 does), which then cannot be reached: the
+    error names neither the original query string nor the target's signature."""
+    target = f"http://127.0.0.1:{free_port()}/bucket/f.csv.gz?X-Amz-Credential=AKIA-secret&X-Amz-Signature=5ig-secret"
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/green/f.csv.gz?token=t0ken-secret"
+        with pytest.raises(SourceUnavailable) as failed:
+            fetch(url, tmp_path, retries=0, timeout_seconds=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    message = str(failed.value)
+    assert "Max retries exceeded" in message
+    assert not any(secret in message for secret in ("AKIA-secret", "5ig-secret", "t0ken-secret"))
 
 
 @pytest.mark.parametrize("form", ["file-url", "directory"])
