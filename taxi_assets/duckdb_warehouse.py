@@ -166,20 +166,35 @@ _CSV_COLUMN = re.compile(r'column "?(\w+)"?')
 def _describe_csv_error(name: str, error: duckdb.Error) -> str:
     """`file line N, column C: <reason>` from DuckDB's CSV reader error."""
     text = str(error)
+    lines = text.splitlines()
     reason = next(
         (
             line.strip()
-            for line in text.splitlines()
+            for line in lines
             if line.strip().startswith(("Error when", "Expected", "Could not"))
         ),
-        text.splitlines()[0],
-    )
+        None,
+    ) or _reason_before_hints(lines)
     line = _CSV_LINE.search(text)
     column = _CSV_COLUMN.search(reason)
     where = (f" line {line.group(1)}" if line else "") + (
         f", column {column.group(1)}" if column else ""
     )
     return f"{name}{where}: {reason}"
+
+
+def _reason_before_hints(lines: list[str]) -> str:
+    """The reader's reason where it states it last, just before its "Possible fixes" and its
+    settings ("Value with unterminated quote found.", "Invalid unicode … detected. …"); else
+    its first line."""
+    end = next(
+        (i for i, line in enumerate(lines) if line.startswith(("Possible", "  file ="))),
+        len(lines),
+    )
+    said = [line.strip() for line in lines[1:end] if line.strip()]
+    if said and not said[-1].startswith("Original Line:"):
+        return said[-1]
+    return lines[0] if lines else "no reason given"
 
 
 class _DuckDBPartitionLoad(SqlPartitionLoad):

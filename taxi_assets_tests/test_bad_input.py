@@ -43,6 +43,36 @@ def _good_lines(count: int = 20) -> list[str]:
     return list(csv_lines(GREEN, list(generate_rows(GREEN, JAN, count, seed=7))))
 
 
+# What each reader says, kept in the message (DuckDB's reason used to be lost).
+UNREADABLE = {
+    "unterminated-quote": (
+        '"3,4',
+        {
+            "duckdb": "Value with unterminated quote found",
+            "postgres": "unterminated CSV quoted field",
+        },
+    ),
+    "invalid-utf8": (
+        "\udcff\udcfe,1",
+        {
+            "duckdb": "This file is not utf-8 encoded",
+            "postgres": 'invalid byte sequence for encoding "UTF8"',
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE, ids=list(UNREADABLE))
+def test_an_unreadable_line_keeps_the_readers_reason(mirror, load, db, loaded, case):
+    bad_line, reasons = UNREADABLE[case]
+    lines = _good_lines()
+    data = "\r\n".join([*lines[:3], bad_line, *lines[3:]]) + "\r\n"
+    mirror.put_bytes(JAN, gzip.compress(data.encode("utf-8", errors="surrogateescape")))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert FILE in message and reasons[db.warehouse.kind] in message
+
+
 def test_month_not_published(mirror, load, db):
     result = load("2019-03|green", raise_on_error=False)
 

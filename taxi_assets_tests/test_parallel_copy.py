@@ -103,7 +103,7 @@ def numbers(first: int, count: int) -> bytes:
 def copy_sessions(connection) -> int:
     return connection.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY parallel_copy_t%%' "
-        "AND pid <> pg_backend_pid()"
+        "AND datname = current_database() AND pid <> pg_backend_pid()"
     ).fetchone()[0]
 
 
