@@ -8,12 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TAXI_WAREHOUSE=postgres
 
 WORKDIR /opt/dagster/app
-COPY pyproject.toml README.md workspace.yaml ./
+COPY pyproject.toml README.md workspace.yaml constraints.txt ./
 COPY taxi_assets ./taxi_assets
 COPY dbt_project ./dbt_project
 # Editable, so the package finds dbt_project/ beside it.
 # (sqlglotrs: dagster-dbt asks for it, today's sqlglot only warns that it is there.)
-RUN pip install -e . \
+RUN pip install -c constraints.txt -e . \
  && pip uninstall --yes sqlglotrs \
  && mkdir -p "$DAGSTER_HOME" \
  && cd dbt_project \

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PARTITION ?= 2020-10|green
 
-.PHONY: demo test test-fast lint bench dev home
+.PHONY: demo test test-fast lint bench dev home constraints
 # One Dagster home for `make demo`, `make dev` and the README's dagster commands: its run history
 # is what the UI shows. `.env`, which every dagster command reads from this folder, points
 # DAGSTER_HOME here unless DAGSTER_HOME is already set.
@@ -11,10 +11,10 @@ DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 PORT ?= 3000
 DBT_LOG := $(DAGSTER_HOME_DIR)/demo_dbt.log
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@# dagster-dbt asks for sqlglot[rs]; today's sqlglot no longer uses sqlglotrs, only warns
 	@# on every command that it is installed.
 	$(BIN)/pip uninstall --quiet --yes sqlglotrs
@@ -40,6 +40,11 @@ test-fast: $(BIN)/.installed home
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+## constraints: pin the versions of today's environment (after a change of dependencies)
+constraints: $(BIN)/.installed
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^#'; } > constraints.tmp
+	mv constraints.tmp constraints.txt
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/load_benchmark.py
