@@ -17,6 +17,7 @@ from taxi_assets.progress import Transfer
 from taxi_assets.source import (
     DEFAULT_SOURCE_URL,
     FetchedFile,
+    MinimumRate,
     SourceError,
     check_source_url,
     fetch,
@@ -36,6 +37,13 @@ class TaxiSource(dg.ConfigurableResource):
     )
     timeout_seconds: float = Field(default=60.0, description="Read timeout per request.")
     retries: int = Field(default=3, description="Retries of a failed request, with backoff.")
+    min_bytes_per_second: int = Field(
+        default=16 * 1024,
+        description=(
+            "Bytes per second under which a download is given up, over a minute "
+            "(TAXI_DOWNLOAD_MIN_RATE; 0: never)."
+        ),
+    )
 
     def url(self, partition: TaxiPartition) -> str:
         return source_url(self.base_url, partition.taxi, partition.source_filename)
@@ -56,6 +64,7 @@ class TaxiSource(dg.ConfigurableResource):
             timeout_seconds=self.timeout_seconds,
             retries=self.retries,
             transfer=transfer,
+            min_rate=MinimumRate(bytes_per_second=self.min_bytes_per_second),
         )
 
 
@@ -139,7 +148,10 @@ def source_from_env() -> TaxiSource:
         check_source_url(os.environ.get("TAXI_SOURCE_URL") or DEFAULT_SOURCE_URL)
     except SourceError as error:
         raise ValueError(f"TAXI_SOURCE_URL={error}") from None
-    return TaxiSource(base_url=_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL))
+    return TaxiSource(
+        base_url=_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL),
+        min_bytes_per_second=_env("TAXI_DOWNLOAD_MIN_RATE", 16 * 1024, as_int=True),
+    )
 
 
 def products_source_from_env() -> dg.ConfigurableResource:

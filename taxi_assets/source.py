@@ -66,6 +66,24 @@ class FetchedFile:
     bytes: int
 
 
+@dataclass(frozen=True)
+class MinimumRate:
+    """A download that brings fewer than `bytes_per_second` over a `window_seconds` is given up
+    (0: never): a server that sends a byte now and then would otherwise keep a run
+    "downloading" for ever, each byte resetting the read timeout."""
+
+    bytes_per_second: float = 16 * 1024
+    window_seconds: float = 60.0
+
+    def check(self, received: int, elapsed: float, safe_url: str) -> None:
+        if self.bytes_per_second and received < self.bytes_per_second * elapsed:
+            raise SourceUnavailable(
+                f"{safe_url} arrives too slowly: {received:,} bytes in the last {elapsed:.0f}s, "
+                f"under the minimum of {self.bytes_per_second:,.0f} bytes/s "
+                "(TAXI_DOWNLOAD_MIN_RATE; 0 turns this off)"
+            )
+
+
 def fetch(
     url: str,
     download_dir: Path,
@@ -73,18 +91,21 @@ def fetch(
     timeout_seconds: float = 60.0,
     retries: int = 3,
     transfer: Transfer | None = None,
+    min_rate: MinimumRate | None = None,
 ) -> FetchedFile:
     """Make the file at `url` available as a local path.
 
     HTTP downloads stream into `download_dir` (the caller removes it); connection errors and 5xx
-    answers are retried with exponential backoff by urllib3. Local files are read in place.
-    `transfer` follows the bytes as they come.
+    answers are retried with exponential backoff by urllib3, and a transfer slower than
+    `min_rate` is given up. Local files are read in place. `transfer` follows the bytes as they
+    come.
     """
     transfer = transfer if transfer is not None else Transfer()
     check_source_url(url)
     scheme = urlsplit(url).scheme
     if scheme in ("http", "https"):
-        return _download(url, download_dir, timeout_seconds, retries, transfer)
+        rate = min_rate if min_rate is not None else MinimumRate()
+        return _download(url, download_dir, timeout_seconds, retries, transfer, rate)
     path = fetch_path(url)
     if not path.is_file():
         raise MonthNotPublished(f"{path.name} is not published: no such file {path}")
@@ -129,7 +150,12 @@ def check_source_url(url: str) -> None:
 
 
 def _download(
-    url: str, download_dir: Path, timeout: float, retries: int, transfer: Transfer
+    url: str,
+    download_dir: Path,
+    timeout: float,
+    retries: int,
+    transfer: Transfer,
+    min_rate: MinimumRate,
 ) -> FetchedFile:
     safe_url = redact_url(url)
     _resolve_host(url, safe_url)
@@ -150,16 +176,27 @@ def _download(
                 length = response.headers.get("Content-Length", "")
                 transfer.total = int(length) if length.isdigit() else None
                 with destination.open("wb") as out:
-                    # The raw stream: the .gz bytes as published, never transparently decoded.
-                    while chunk := response.raw.read(CHUNK_BYTES):
-                        out.write(chunk)
-                        transfer.done += len(chunk)
+                    _copy_stream(response.raw, out, transfer, min_rate, safe_url)
         except (requests.RequestException, Urllib3Error) as error:
             raise SourceUnavailable(
                 f"could not download {safe_url}: {type(error).__name__}: "
                 f"{_without_secrets(str(error), url)}"
             ) from None
     return FetchedFile(path=destination, url=safe_url, bytes=destination.stat().st_size)
+
+
+def _copy_stream(raw, out, transfer: Transfer, min_rate: MinimumRate, safe_url: str) -> None:
+    """The raw stream (the .gz bytes as published, never transparently decoded) into `out`,
+    each read taking what has arrived, so that the rate is checked however slowly it comes."""
+    window_start, window_bytes = time.monotonic(), 0
+    while chunk := raw.read1(CHUNK_BYTES):
+        out.write(chunk)
+        transfer.done += len(chunk)
+        window_bytes += len(chunk)
+        elapsed = time.monotonic() - window_start
+        if elapsed >= min_rate.window_seconds:
+            min_rate.check(window_bytes, elapsed, safe_url)
+            window_start, window_bytes = time.monotonic(), 0
 
 
 def _resolve_host(url: str, safe_url: str) -> None:

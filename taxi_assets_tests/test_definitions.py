@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
 from taxi_assets.definitions import defs
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
 from taxi_assets.resources import TaxiSource, warehouse_from_env
-from taxi_assets.source import SourceError, SourceUnavailable, fetch, redact_url
+from taxi_assets.source import MinimumRate, SourceError, SourceUnavailable, fetch, redact_url
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
 from taxi_assets_tests.conftest import real_sample
 from taxi_assets_tests.dagster_dev import free_port
@@ -142,6 +143,37 @@ def test_a_source_url_of_another_kind_is_a_setting_error(tmp_path, url):
     ):
         with pytest.raises(SourceError, match=f"{scheme}:// is not a source this project reads"):
             attempt()
+
+
+def test_a_source_that_sends_a_byte_now_and_then_is_given_up(tmp_path):
+    """Each byte resets the read timeout: only the minimum rate ends such a download."""
+
+    class Dripping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(200):  # 20 bytes/s for at most 10 s
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/green/f.csv.gz"
+    started = time.monotonic()
+    try:
+        with pytest.raises(SourceUnavailable, match="arrives too slowly") as failed:
+            fetch(url, tmp_path, retries=0, min_rate=MinimumRate(1_000, window_seconds=1.0))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert time.monotonic() - started < 5
+    assert "under the minimum of 1,000 bytes/s (TAXI_DOWNLOAD_MIN_RATE" in str(failed.value)
 
 
 def test_a_download_that_fails_after_a_redirect_names_no_query_string(tmp_path):
