@@ -371,6 +371,11 @@ class TripCsv:
         line = self._guarded(lambda: self._gzip.readline(MAX_HEADER_BYTES))
         if not line.strip():
             raise SourceError(f"{self.name} is empty: no header line")
+        if b"\r" in line.rstrip(b"\r\n"):
+            raise SourceError(
+                f"{self.name}: its lines end in a bare CR (\\r), not in LF or CRLF: convert "
+                "the line endings"
+            )
         if not line.endswith(b"\n") and len(line) >= MAX_HEADER_BYTES:
             raise SourceError(f"{self.name}: the first line is not a CSV header")
         return line

@@ -73,6 +73,13 @@ def test_an_unreadable_line_keeps_the_readers_reason(mirror, load, db, loaded, c
     assert FILE in message and reasons[db.warehouse.kind] in message
 
 
+def test_cr_only_line_endings_are_named(mirror, load, db, loaded):
+    mirror.put_bytes(JAN, gzip.compress(("\r".join(_good_lines()) + "\r").encode()))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE}: its lines end in a bare CR (\\r), not in LF or CRLF" in message
+
+
 def test_month_not_published(mirror, load, db):
     result = load("2019-03|green", raise_on_error=False)
 
