@@ -40,6 +40,7 @@ from taxi_assets.warehouse import (
     PartitionLoad,
     TaxiWarehouse,
     WarehouseError,
+    WarehouseMisconfigured,
 )
 
 # The Kestra DDL's types for the main and staging tables.
@@ -95,10 +96,14 @@ class PostgresWarehouse(TaxiWarehouse):
             )
         except psycopg.OperationalError as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else "no reason given"
-            raise WarehouseError(
+            where = (
                 f"cannot connect to PostgreSQL at {self.host}:{self.port} "
                 f"(database {self.database!r}, user {self.user!r}): {reason}"
-            ) from None
+            )
+            fix = next((f for words, f in _SETTING_TO_FIX.items() if words.search(reason)), None)
+            if fix:  # a setting to change: no retry will help
+                raise WarehouseMisconfigured(f"{where}; check {fix}") from None
+            raise WarehouseError(where) from None
         with connection:
             yield connection
 
@@ -111,9 +116,17 @@ class PostgresWarehouse(TaxiWarehouse):
             load = _PostgresPartitionLoad(
                 connection, self.target_schema, schema, partition, self.connect
             )
-            with load.locked():
-                load.ensure_tables()
-                yield load
+            try:
+                with load.locked():
+                    load.ensure_tables()
+                    yield load
+            except psycopg.errors.InsufficientPrivilege as error:
+                raise WarehouseMisconfigured(
+                    f"PostgreSQL user {self.user!r} may not do this in schema "
+                    f"{self.target_schema!r} of database {self.database!r}: "
+                    f"{error.diag.message_primary}; grant it the privilege, or set "
+                    "TAXI_PG_SCHEMA / PGUSER to a schema / user that has it"
+                ) from None
 
     def qualified_table(self, table: str) -> str:
         return f"{self.database}.{self.target_schema}.{table}"
@@ -128,6 +141,16 @@ class PostgresWarehouse(TaxiWarehouse):
                 return []
             table = sql.Identifier(self.target_schema, schema.table)
             return connection.execute(sql.SQL(query).format(table=table), params).fetchall()
+
+
+# Connection errors that a setting fixes, by the server's words (libpq gives no SQLSTATE for
+# them), and the setting to check.
+_SETTING_TO_FIX = {
+    re.compile(r"password authentication failed"): "PGPASSWORD",
+    re.compile(r'role "[^"]*" does not exist'): "PGUSER",
+    re.compile(r'database "[^"]*" does not exist'): "PGDATABASE",
+    re.compile(r"no pg_hba\.conf entry"): "PGUSER, PGDATABASE and the server's pg_hba.conf",
+}
 
 
 def _pin_text_formats(connection: psycopg.Connection) -> None:

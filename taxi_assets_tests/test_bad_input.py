@@ -10,7 +10,7 @@ import pytest
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.postgres import PostgresWarehouse
 from taxi_assets.trip_schema import GREEN, YELLOW
-from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse
+from taxi_assets_tests.conftest import PG, WAREHOUSES, Db, any_warehouse
 from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists
 from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 
@@ -232,3 +232,54 @@ def test_password_reaches_no_log_or_metadata(mirror, postgres_warehouse):
         logs = instance.all_logs(result.run_id)
     assert result.success
     assert logs and all(secret not in str(entry) for entry in logs)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("user", "nobody_at_all"), ("database", "no_such_database")]
+)
+def test_a_postgres_setting_to_fix_fails_at_once_and_says_which(mirror, setting, value):
+    """A role or database that does not exist is not retried: the one line names the setting."""
+    write_month(mirror.directory, GREEN, JAN, 10)
+    settings = {"host": PG["host"], "port": PG["port"], "user": PG["user"], "database": "postgres"}
+    wrong = PostgresWarehouse(**{**settings, setting: value})
+    from taxi_assets.assets import load_taxi_trips
+
+    result = dg.materialize(
+        [load_taxi_trips],
+        partition_key="2019-01|green",
+        resources={"source": mirror.source(), "warehouse": wrong},
+        raise_on_error=False,
+    )
+
+    message = failure_message(result)
+    assert not message.startswith("Exceeded max_retries")
+    assert f'{setting if setting == "database" else "role"} "{value}" does not exist' in message
+    assert message.rstrip().endswith(f"check PG{setting.upper()}")
+
+
+def test_a_schema_the_user_may_not_create_in_is_named(mirror, postgres_warehouse):
+    """A role without the CREATE privilege: not retried, one line naming user, schema and fix."""
+    write_month(mirror.directory, GREEN, JAN, 10)
+    role = f"reader_{postgres_warehouse.target_schema}"
+    admin = Db(postgres_warehouse).postgres
+    admin.execute(f'CREATE ROLE "{role}" LOGIN')  # may connect, may not create a schema
+    try:
+        reader = PostgresWarehouse(
+            host=PG["host"], port=PG["port"], user=role,
+            database=postgres_warehouse.database, target_schema=postgres_warehouse.target_schema,
+        )  # fmt: skip
+        from taxi_assets.assets import load_taxi_trips
+
+        result = dg.materialize(
+            [load_taxi_trips],
+            partition_key="2019-01|green",
+            resources={"source": mirror.source(), "warehouse": reader},
+            raise_on_error=False,
+        )
+    finally:
+        admin.execute(f'DROP ROLE "{role}"')
+
+    message = failure_message(result)
+    assert not message.startswith("Exceeded max_retries")
+    assert f"PostgreSQL user '{role}' may not do this in schema '{reader.target_schema}'" in message
+    assert "permission denied" in message and "grant it the privilege" in message
