@@ -39,6 +39,7 @@ from taxi_assets.warehouse import (
     TaxiWarehouse,
     WarehouseError,
     WarehouseMisconfigured,
+    scratch_table,
     staging_table_name,
 )
 
@@ -308,10 +309,7 @@ class _BigQueryPartitionLoad(PartitionLoad):
             run_query(self.bq, f"DROP TABLE IF EXISTS {self._table(self.external_name)}")
         csv.check_parsed_rows(rows)
         return StagedPartition(
-            table=(
-                f"{self.warehouse.dataset}.{self.staging_name} "
-                "(this run's scratch table, merged and then gone)"
-            ),
+            table=scratch_table(f"{self.warehouse.dataset}.{self.staging_name}"),
             rows=rows,
             pickup_outside_month=outside,
         )

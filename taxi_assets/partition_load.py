@@ -33,6 +33,7 @@ from taxi_assets.warehouse import (
     PartitionLoad,
     StagedPartition,
     WarehouseError,
+    scratch_table,
     staging_table_name,
 )
 
@@ -150,10 +151,7 @@ class SqlPartitionLoad(PartitionLoad):
     @property
     def staged_in(self) -> str:
         """Where the staged rows wait for the merge, for the UI."""
-        return (
-            f"{self.target_schema}.{self.staging_name} "
-            "(this run's scratch table, merged and then gone)"
-        )
+        return scratch_table(f"{self.target_schema}.{self.staging_name}")
 
     def fill_staging(self, csv: TripCsv) -> int | None:
         """Copy the file into the scratch table, then write the staging table from it; the CSV

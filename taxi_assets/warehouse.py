@@ -32,9 +32,14 @@ class WarehouseMisconfigured(WarehouseError):
     """A setting or credential is missing: retrying will not help."""
 
 
+def scratch_table(qualified_name: str) -> str:
+    """`StagedPartition.table` of a staging table built aside and dropped by the merge."""
+    return f"{qualified_name} (this run's scratch table, merged and then gone)"
+
+
 @dataclass(frozen=True)
 class StagedPartition:
-    table: str
+    table: str  # where the staged rows wait for the merge, in words for the UI
     rows: int
     pickup_outside_month: int
 

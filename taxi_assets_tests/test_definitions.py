@@ -1,5 +1,6 @@
 """What the UI shows: the code location loads, with partitions, assets, checks and the job."""
 
+import contextlib
 import http.server
 import os
 import subprocess
@@ -145,32 +146,47 @@ def test_a_source_url_of_another_kind_is_a_setting_error(tmp_path, url):
             attempt()
 
 
-def test_a_source_that_sends_a_byte_now_and_then_is_given_up(tmp_path):
-    """Each byte resets the read timeout: only the minimum rate ends such a download."""
+@contextlib.contextmanager
+def serving(do_get):
+    """A real HTTP server on 127.0.0.1 answering every GET with `do_get(handler)`; its URL."""
 
-    class Dripping(http.server.BaseHTTPRequestHandler):
+    class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            for _ in range(200):  # 20 bytes/s for at most 10 s
-                self.wfile.write(b"x")
-                self.wfile.flush()
-                time.sleep(0.05)
+            do_get(self)
 
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/green/f.csv.gz"
-    started = time.monotonic()
     try:
-        with pytest.raises(SourceUnavailable, match="arrives too slowly") as failed:
-            fetch(url, tmp_path, retries=0, min_rate=MinimumRate(1_000, window_seconds=1.0))
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_source_that_sends_a_byte_now_and_then_is_given_up(tmp_path):
+    """Each byte resets the read timeout: only the minimum rate ends such a download."""
+
+    def drip(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "100000")
+        handler.end_headers()
+        for _ in range(200):  # 20 bytes/s for at most 10 s
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(0.05)
+
+    started = time.monotonic()
+    with (
+        serving(drip) as base,
+        pytest.raises(SourceUnavailable, match="arrives too slowly") as failed,
+    ):
+        fetch(
+            f"{base}/green/f.csv.gz", tmp_path, retries=0,
+            min_rate=MinimumRate(1_000, window_seconds=1.0),
+        )  # fmt: skip
 
     assert time.monotonic() - started < 5
     assert "under the minimum of 1,000 bytes/s (TAXI_DOWNLOAD_MIN_RATE" in str(failed.value)
@@ -181,24 +197,13 @@ def test_a_download_that_fails_after_a_redirect_names_no_query_string(tmp_path):
     error names neither the original query string nor the target's signature."""
     target = f"http://127.0.0.1:{free_port()}/bucket/f.csv.gz?X-Amz-Credential=AKIA-secret&X-Amz-Signature=5ig-secret"
 
-    class Redirect(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(302)
-            self.send_header("Location", target)
-            self.end_headers()
+    def redirect(handler):
+        handler.send_response(302)
+        handler.send_header("Location", target)
+        handler.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/green/f.csv.gz?token=t0ken-secret"
-        with pytest.raises(SourceUnavailable) as failed:
-            fetch(url, tmp_path, retries=0, timeout_seconds=5)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(redirect) as base, pytest.raises(SourceUnavailable) as failed:
+        fetch(f"{base}/green/f.csv.gz?token=t0ken-secret", tmp_path, retries=0, timeout_seconds=5)
 
     message = str(failed.value)
     assert "Max retries exceeded" in message
