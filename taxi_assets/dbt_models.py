@@ -1,11 +1,19 @@
 """The dbt project (`dbt_project/`) as Dagster assets downstream of `taxi_trips`.
 
 Both dbt sources (`green_tripdata`, `yellow_tripdata`) map to the one `taxi_trips` asset that
-loads them. `dbt build` runs on all rows; dbt tests become asset checks. The manifest Dagster
-reads is made by `dbt parse` whenever it is missing or older than a project file, so a fresh
-checkout needs no manual step and an edited model is picked up on the next load.
+loads them. Two kinds of dbt assets:
+- `taxi_dbt_months`: the facts (`fact_trips`, `dm_monthly_zone_revenue`, tag `monthly`),
+  partitioned by pickup month. A run rebuilds its months only (dbt vars `from_month`, `to_month`;
+  `dbt_project/macros/trip_months.sql`), and a backfill of many months is one dbt run.
+- `taxi_dbt_models`: the rest (zones, staging views, counts of dropped rows), unpartitioned.
+dbt tests become asset checks. After a file loads, the sensor `taxi_dbt_after_loads` rebuilds
+the months that file holds trips of: its own and the one before it.
+
+The manifest Dagster reads is made by `dbt parse` whenever it is missing or older than a project
+file, so a fresh checkout needs no manual step and an edited model is picked up on the next load.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -14,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -22,8 +34,9 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from taxi_assets.assets import WAREHOUSE_KIND
+from taxi_assets.assets import TRIPS, WAREHOUSE_KIND
 from taxi_assets.duckdb_warehouse import DEFAULT_PATH, resolve_path
+from taxi_assets.partitions import TaxiPartition, month_dimension
 from taxi_assets.warehouse import TaxiWarehouse
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
@@ -68,23 +81,12 @@ def manifest_is_stale() -> bool:
 if manifest_is_stale():
     dbt_project.preparer.prepare(dbt_project)
 
-# After trip loads, rebuild once nothing upstream is still loading. Like `eager()`, but an
-# unpartitioned model must not wait for the many months nobody has loaded.
-AFTER_TRIP_LOADS = (
-    dg.AutomationCondition.eager()
-    .without(~dg.AutomationCondition.any_deps_missing())
-    .with_label("after trip loads")
-)
+MONTHLY = "tag:monthly"
 
 
 class TaxiDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return DBT_GROUP
-
-    def get_automation_condition(
-        self, dbt_resource_props: Mapping[str, Any]
-    ) -> dg.AutomationCondition | None:
-        return AFTER_TRIP_LOADS
 
 
 translator = TaxiDbtTranslator(
@@ -92,19 +94,49 @@ translator = TaxiDbtTranslator(
 )
 
 
+def _build(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: TaxiWarehouse,
+    args: list[str],
+) -> Iterator:
+    with warehouse.exclusive_access():  # DuckDB: no load may write while dbt builds
+        events = dbt.cli(["build", *args], context=context).stream()
+        # Row counts come from a second, in-process connection: not for a single-file warehouse.
+        yield from events if warehouse.single_file else events.fetch_row_counts()
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
+    exclude=MONTHLY,
     dagster_dbt_translator=translator,
     pool=f"taxi_{WAREHOUSE_KIND}",
 )
 def taxi_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
 ) -> Iterator:
-    with warehouse.exclusive_access():  # DuckDB: no load may write while dbt builds
-        events = dbt.cli(["build"], context=context).stream()
-        # Row counts come from a second, in-process connection: not for a single-file warehouse.
-        yield from events if warehouse.single_file else events.fetch_row_counts()
+    yield from _build(context, dbt, warehouse, [])
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select=MONTHLY,
+    partitions_def=month_dimension,
+    dagster_dbt_translator=translator,
+    pool=f"taxi_{WAREHOUSE_KIND}",
+)
+def taxi_dbt_months(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
+) -> Iterator:
+    yield from _build(context, dbt, warehouse, ["--vars", json.dumps(months_built(context))])
+
+
+def months_built(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The run's months as dbt vars: the first, and the one after the last."""
+    window = context.partition_time_window
+    return {"from_month": f"{window.start:%Y-%m}", "to_month": f"{window.end:%Y-%m}"}
 
 
 def dbt_resource() -> DbtCliResource:
@@ -113,13 +145,103 @@ def dbt_resource() -> DbtCliResource:
 
 taxi_dbt_job = dg.define_asset_job(
     name="taxi_dbt_job",
-    description="Build the dbt models and run their tests (`dbt build`) on the loaded trips.",
+    description=(
+        "Build the dbt models and run their tests (`dbt build`): the facts of the run's months "
+        "(a partition or a range), and the unpartitioned models."
+    ),
     selection=dg.AssetSelection.groups(DBT_GROUP),
 )
 
-dbt_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "taxi_dbt_after_loads",
-    target=dg.AssetSelection.groups(DBT_GROUP),
+
+def months_of_file(month: str, months: list[str]) -> list[str]:
+    """The fact months a file's trips fall in: its own, and the one before (trips that began on
+    the evening before the month)."""
+    if month not in months:
+        return []
+    index = months.index(month)
+    return months[max(index - 1, 0) : index + 1]
+
+
+def month_ranges(months: set[str], keys: list[str]) -> list[tuple[str, str]]:
+    """Consecutive months (in partition order, `keys`) as (first, last) ranges."""
+    ranges: list[tuple[str, str]] = []
+    for index, month in enumerate(keys):
+        if month not in months:
+            continue
+        if ranges and keys[index - 1] == ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], month)
+        else:
+            ranges.append((month, month))
+    return ranges
+
+
+def _rebuild_request(first: str, last: str, setup: bool, after: int) -> dg.RunRequest:
+    keys = [*taxi_dbt_months.keys, *(taxi_dbt_models.keys if setup else [])]
+    if first == last:
+        return dg.RunRequest(run_key=f"{first}@{after}", partition_key=first, asset_selection=keys)
+    return dg.RunRequest(
+        run_key=f"{first}..{last}@{after}",
+        asset_selection=keys,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+    )
+
+
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def loads_under_way(instance: dg.DagsterInstance) -> int:
+    """Runs that load trips and have not ended (a backfill's queue included): the facts wait for
+    them, so a backfill gives one rebuild at its end, and on DuckDB dbt does not queue between
+    loads for the file."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED), limit=1000)
+    return sum(TRIPS in (run.asset_selection or ()) for run in runs)
+
+
+@dg.sensor(
+    name="taxi_dbt_after_loads",
+    job=taxi_dbt_job,
+    minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Rebuilds the dbt models after trip loads (their automation condition).",
+    description=(
+        "Once no trip load is under way, rebuilds the facts of the months the files loaded "
+        "since hold trips of (a file's month and the one before it), one run per stretch of "
+        "consecutive months. The unpartitioned models are built too while any is missing."
+    ),
 )
+def dbt_after_loads(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    loading = loads_under_way(context.instance)
+    if loading:
+        return dg.SkipReason(f"waiting for {loading} trip load(s) to end")
+    after = int(context.cursor or 0)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=TRIPS, after_storage_id=after), limit=1000, ascending=True
+    ).records
+    keys = month_dimension.get_partition_keys()
+    months = {
+        month
+        for record in records
+        if record.partition_key
+        for month in months_of_file(TaxiPartition.from_key(record.partition_key).month, keys)
+    }
+    if not months:
+        return dg.SensorResult(
+            skip_reason="no trip load since the last rebuild",
+            cursor=str(records[-1].storage_id) if records else context.cursor,
+        )
+    setup = any(
+        context.instance.get_latest_materialization_event(key) is None
+        for key in taxi_dbt_models.keys
+    )
+    last_seen = records[-1].storage_id
+    return dg.SensorResult(
+        run_requests=[
+            _rebuild_request(first, last, setup, last_seen)
+            for first, last in month_ranges(months, keys)
+        ],
+        cursor=str(last_seen),
+    )

@@ -274,8 +274,8 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
 
     def build_staging(self) -> None:
         """The staged table, written by `STAGING_WRITERS` sessions at once, each from its own
-        range of the scratch table's pages. (It is not yet part of the main table: a failure
-        drops it.)"""
+        range of the scratch table's pages, then analysed. (It is not yet part of the main
+        table: a failure drops it.)"""
         select = self.staging_select_sql()
         with self.transaction():
             self.execute(
@@ -301,6 +301,10 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
             ]
             for insert in inserts:
                 insert.result()
+        # Statistics now (a sample of 30,000 rows, a fraction of a second), not when autovacuum
+        # gets to it: a query right after the load (the facts' dbt run) is planned without them
+        # as if the month had a few rows (measured: 13 s instead of 1.2 s for a month's facts).
+        self.execute(f"ANALYZE {self.staging}")
 
     def _insert_staged(self, select: str) -> None:
         with self._writer_session() as connection:

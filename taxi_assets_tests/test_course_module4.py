@@ -13,7 +13,7 @@ import pytest
 from dagster_dbt import DbtCliResource
 
 from taxi_assets.assets import load_taxi_trips
-from taxi_assets.dbt_models import dbt_project, taxi_dbt_models
+from taxi_assets.dbt_models import dbt_project, taxi_dbt_models, taxi_dbt_months
 from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import duckdb_from_env
@@ -99,7 +99,8 @@ def test_the_course_dbt_lookup_reads_our_tables_beside_our_models(mirror, defaul
         )
         assert loaded.success
     ours = dg.materialize(
-        [taxi_dbt_models],
+        [taxi_dbt_models, taxi_dbt_months],
+        partition_key=next(iter(SAMPLES)).month,
         resources={"dbt": DbtCliResource(project_dir=dbt_project), "warehouse": warehouse},
     )
     assert ours.success

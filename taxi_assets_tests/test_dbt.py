@@ -10,15 +10,32 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG as RANGE_END,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_START_TAG as RANGE_START,
+)
 from dagster_dbt import DbtCliResource
 
-from taxi_assets.assets import load_taxi_trips
-from taxi_assets.dbt_models import DBT_PROJECT_DIR, dbt_project, taxi_dbt_models
+from taxi_assets.assets import TRIPS
+from taxi_assets.dbt_models import (
+    DBT_PROJECT_DIR,
+    dbt_after_loads,
+    dbt_project,
+    taxi_dbt_models,
+    taxi_dbt_months,
+)
 from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse, postgres_env
-from taxi_assets_tests.synthetic import expected_unique_row_id, write_month
+from taxi_assets_tests.synthetic import (
+    csv_lines,
+    expected_unique_row_id,
+    write_csv_gz,
+    write_month,
+)
 
 MONTHS = [("green", "2019-01", 900), ("green", "2019-02", 700),
           ("yellow", "2019-01", 800), ("yellow", "2019-02", 600)]  # fmt: skip
@@ -77,9 +94,16 @@ def _expected_fact_trips(loaded_months) -> list[tuple[str, dict]]:
 
 
 def _build(warehouse, **kwargs) -> dg.ExecuteInProcessResult:
+    """Every dbt model, the facts of the loaded months (one run of a range, as a backfill)."""
     dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
     resources = {"dbt": dbt, "warehouse": warehouse}
-    return dg.materialize([taxi_dbt_models], resources=resources, **kwargs)
+    first, last = min(month for _, month, _ in MONTHS), max(month for _, month, _ in MONTHS)
+    return dg.materialize(
+        [taxi_dbt_models, taxi_dbt_months],
+        resources=resources,
+        tags={RANGE_START: first, RANGE_END: last},
+        **kwargs,
+    )
 
 
 def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, db, warehouse):
@@ -133,35 +157,103 @@ def test_dbt_tests_are_asset_checks_and_a_failing_one_shows(dbt_env, loaded_mont
     assert not result.success  # an error-severity test fails `dbt build`
 
 
-def test_models_rebuild_automatically_after_a_trip_load(mirror, warehouse):
-    from taxi_assets.dbt_models import dbt_automation_sensor
+def _run_requests(instance: dg.DagsterInstance, cursor: str | None):
+    """One evaluation of the sensor that rebuilds facts after loads."""
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    result = dbt_after_loads(context)
+    if isinstance(result, dg.SkipReason):
+        return [], cursor
+    return result.run_requests or [], result.cursor
 
-    write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 30)
-    dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
-    defs = dg.Definitions(
-        assets=[load_taxi_trips, taxi_dbt_models],
-        sensors=[dbt_automation_sensor],
-        resources={"source": mirror.source(), "warehouse": warehouse, "dbt": dbt},
-    )
-    dbt_keys = taxi_dbt_models.keys
+
+def test_the_facts_wait_for_loads_under_way_then_rebuild_their_months_once():
     with dg.instance_for_test() as instance:
-        # As if dbt had run before; the seed and dim_zones do not depend on the trips.
-        for key in dbt_keys:
-            instance.report_runless_asset_event(dg.AssetMaterialization(key))
-        quiet = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-        dg.materialize(
-            [load_taxi_trips],
-            partition_key="2019-01|green",
-            instance=instance,
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
-        after_load = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, cursor=quiet.cursor
-        )
+        for key in ("2019-05|green", "2019-06|yellow", "2019-09|green"):
+            instance.report_runless_asset_event(dg.AssetMaterialization(TRIPS, partition=key))
+        loading = dg.DagsterRun(job_name="taxi_trips_job", status=dg.DagsterRunStatus.STARTED,
+                               asset_selection=frozenset({TRIPS}))  # fmt: skip
+        instance.add_run(loading)
 
-    assert quiet.total_requested == 0
-    requested = {key.to_user_string() for key in dbt_keys if after_load.get_num_requested(key)}
-    assert requested == DBT_MODELS
+        waiting, cursor = _run_requests(instance, None)
+        instance.report_run_canceled(loading)
+        requests, cursor = _run_requests(instance, cursor)
+        again, _ = _run_requests(instance, cursor)
+
+    assert waiting == [] and cursor is not None
+    assert [_summary(request) for request in requests] == [
+        (None, "2019-04", "2019-06", True),  # May's file holds trips of April
+        (None, "2019-08", "2019-09", True),
+    ]
+    assert again == []
+
+
+def _execute(request: dg.RunRequest, warehouse, instance) -> None:
+    """Run a sensor's request as the daemon would: its assets, its partition or range."""
+    dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
+    result = dg.materialize(
+        [taxi_dbt_models, taxi_dbt_months],
+        selection=request.asset_selection,
+        partition_key=request.partition_key,
+        tags=request.tags,
+        instance=instance,
+        resources={"dbt": dbt, "warehouse": warehouse},
+    )
+    assert result.success
+
+
+def _summary(request: dg.RunRequest) -> tuple:
+    """(partition, range start, range end, with the unpartitioned models)."""
+    setup = any(key in request.asset_selection for key in taxi_dbt_models.keys)
+    tags = request.tags
+    return request.partition_key, tags.get(RANGE_START), tags.get(RANGE_END), setup
+
+
+def _table(db, table: str, order: str) -> list[tuple]:
+    return [tuple(row) for row in db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()]
+
+
+def test_facts_rebuilt_month_by_month_in_any_order_equal_a_full_rebuild(
+    dbt_env, mirror, load, db, warehouse
+):
+    """Loads out of order and a re-load, each followed by the sensor's rebuild of the months that
+    file touches; then `dbt build --full-refresh` must give the very same facts and revenue.
+    A wrong clock in one file (2088, the next month) is dropped from the facts and counted."""
+    loads = [("2019-03", 0), ("2019-01", 0), ("2019-02", 0), ("2019-02", 1)]  # seed 1: new rows
+    cursor, requested = None, []
+    with dg.instance_for_test() as instance:
+        for month, seed in loads:
+            for schema in (GREEN, YELLOW):
+                partition = TaxiPartition(schema.taxi, month)
+                rows = write_month(mirror.directory, schema, partition, 400, seed=seed)
+                if schema is GREEN and month == "2019-02":
+                    rows[7][GREEN.pickup] = "2088-02-01 10:00:00"
+                    rows[8][GREEN.pickup] = "2019-03-01 00:00:05"  # after its month
+                    write_csv_gz(mirror.path(partition), csv_lines(GREEN, rows))
+                assert load(str(partition.key), instance=instance).success
+            requests, cursor = _run_requests(instance, cursor)
+            requested.append([_summary(request) for request in requests])
+            for request in requests:
+                _execute(request, warehouse, instance)
+        built_monthly = _table(db, "fact_trips", "tripid")
+        revenue_monthly = _table(db, "dm_monthly_zone_revenue", "1, 2, 3")
+
+    assert requested == [
+        [(None, "2019-02", "2019-03", True)],  # 2019-03's file holds trips of 2019-02 too
+        [("2019-01", None, None, False)],  # the first month: no month before it
+        [(None, "2019-01", "2019-02", False)],
+        [(None, "2019-01", "2019-02", False)],  # the re-load
+    ]
+    dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
+    dbt.cli(["build", "--full-refresh"]).wait()
+
+    assert _table(db, "fact_trips", "tripid") == built_monthly
+    assert _table(db, "dm_monthly_zone_revenue", "1, 2, 3") == revenue_monthly
+    assert len(built_monthly) > 1500
+    months_with_trips = {row[1].strftime("%Y-%m") for row in revenue_monthly}
+    assert months_with_trips == {"2018-12", "2019-01", "2019-02", "2019-03"}
+    assert db.execute(
+        "SELECT filename, trips_outside_file_months FROM stg_trips_outside_file_months"
+    ).fetchall() == [("green_tripdata_2019-02.csv", 2)]
 
 
 def test_definitions_load_in_a_fresh_checkout_with_a_manifest_per_warehouse(tmp_path):

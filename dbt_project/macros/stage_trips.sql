@@ -8,22 +8,15 @@
   Rules:
   - rows without a VendorID are dropped, as the zoomcamp project does (stg_trips_without_vendor
     counts them per file);
+  - rows whose pickup is neither in their file's month nor in the month before it are dropped
+    (stg_trips_outside_file_months counts them per file; see trip_months.sql);
   - one row per unique_row_id: the seed's md5 already identifies a trip, so exact duplicates and
     a trip repeated in a later file collapse to one row: the one from the first file in filename
     order (the month it was first published in), then the highest total_amount.
 -#}
-{% macro stage_trips(relation, service_type, datetime_prefix, trip_type, ehail_fee) %}
-with trips as (
-    select
-        *,
-        row_number() over (
-            partition by unique_row_id
-            order by filename, total_amount desc nulls last, payment_type, passenger_count
-        ) as rn
-    from {{ relation }}
-    where vendorid is not null
-)
-
+{% macro stage_trips(relation, service_type, datetime_prefix, trip_type, ehail_fee, window=none) %}
+{%- set pickup = datetime_prefix ~ '_pickup_datetime' -%}
+{%- set prefix = service_type | lower ~ '_tripdata_' -%}
 select
     unique_row_id as tripid,
     filename,
@@ -52,6 +45,20 @@ select
     coalesce(cast(payment_type as {{ dbt.type_int() }}), 0) as payment_type,
     {{ get_payment_type_description("coalesce(cast(payment_type as " ~ dbt.type_int() ~ "), 0)") }}
         as payment_type_description
-from trips
+from (
+    select
+        *,
+        row_number() over (
+            partition by unique_row_id
+            order by filename, total_amount desc nulls last, payment_type, passenger_count
+        ) as rn
+    from {{ relation }}
+    where vendorid is not null
+        and {{ in_file_months(pickup, prefix) }}
+    {%- if window %}
+        and filename >= '{{ prefix }}{{ window.from }}' and filename < '{{ prefix }}{{ window.files_to }}'
+        and {{ in_window(pickup, window) }}
+    {%- endif %}
+) as trips
 where rn = 1
 {% endmacro %}

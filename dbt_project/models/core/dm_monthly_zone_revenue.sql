@@ -1,4 +1,12 @@
--- Revenue per pickup zone, pickup month and service type.
+-- Revenue per pickup zone, pickup month and service type, built a month at a time like fact_trips.
+{{ config(
+    materialized='incremental',
+    incremental_strategy=monthly_strategy(),
+    pre_hook="{{ delete_window('revenue_month') }}",
+    tags=['monthly'],
+) }}
+{%- set window = select_window() %}
+
 select
     pickup_zone as revenue_zone,
     {{ dbt.date_trunc("month", "pickup_datetime") }} as revenue_month,
@@ -17,4 +25,7 @@ select
     avg(passenger_count) as avg_monthly_passenger_count,
     avg(trip_distance) as avg_monthly_trip_distance
 from {{ ref('fact_trips') }}
+{%- if window %}
+where {{ in_window('pickup_datetime', window) }}
+{%- endif %}
 group by 1, 2, 3
