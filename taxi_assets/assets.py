@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from taxi_assets.partitions import (
     FIRST_MONTH,
@@ -41,15 +42,59 @@ RETRY_DELAY_SECONDS = float(os.environ.get("TAXI_RETRY_DELAY_SECONDS", "5"))
 taxi_source_file = dg.AssetSpec(
     SOURCE_FILE,
     description=(
-        "A month of NYC TLC trips as published by DataTalksClub (`nyc-tlc-data` releases): "
-        "`{taxi}_tripdata_{YYYY-MM}.csv.gz`, read from TAXI_SOURCE_URL. **The release "
-        f"publishes {FIRST_MONTH} … {LAST_RELEASE_MONTH}**: later months cannot load from it "
-        "(their runs fail with 'not published'; schedules and the sensor skip them)."
+        f"A month of NYC TLC trips. **{FIRST_MONTH} … {LAST_RELEASE_MONTH}**: the DataTalksClub "
+        "release (`nyc-tlc-data`), `{taxi}_tripdata_{YYYY-MM}.csv.gz` from TAXI_SOURCE_URL, "
+        "ids identical to the seed flow's. **Later months**: the TLC's own Parquet files, "
+        "`{taxi}_tripdata_{YYYY-MM}.parquet` from TAXI_TLC_URL, published a couple of months "
+        "after the month ends (until then its runs fail with 'not published' and the schedules "
+        "and the sensor skip it). TAXI_SOURCE_KIND=release or tlc reads one kind for every month."
     ),
     group_name=GROUP,
-    kinds={"csv"},
+    kinds={"csv", "parquet"},
     partitions_def=taxi_month_partitions,
 )
+
+
+class LoadConfig(dg.Config):
+    allow_shrink: bool = Field(
+        default=False,
+        description=(
+            "Replace the month even when the file has less than half the rows of its last load "
+            "(an empty file included). Without it such a load fails and the table is unchanged."
+        ),
+    )
+
+
+# A file with fewer rows than this share of the month's last load is taken for a bad copy.
+SHRINK_LIMIT = 0.5
+
+
+def last_loaded(
+    instance: dg.DagsterInstance,
+    partition: TaxiPartition,
+    name: str = "rows_in_table",
+    back: int = 0,
+) -> int | None:
+    """A number the partition's last load (`back` = 1: the one before) recorded: `rows_in_table`
+    it put in the table, `source_rows` its file had."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=TRIPS, asset_partitions=[str(partition.key)]),
+        limit=back + 1,
+    ).records
+    if len(records) <= back or records[back].asset_materialization is None:
+        return None
+    value = records[back].asset_materialization.metadata.get(name)
+    return None if value is None else int(value.value)
+
+
+def refuse_sharp_shrink(partition: TaxiPartition, rows: int, previous: int | None) -> None:
+    """An empty or cut-off file must not silently replace a loaded month."""
+    if previous and rows < previous * SHRINK_LIMIT:
+        raise SourceError(
+            f"{partition.filename}: {rows:,} rows where its last load had {previous:,}: not "
+            "replaced (an empty or cut-off file?); to replace the month anyway, run with the "
+            "config allow_shrink: true"
+        )
 
 
 @dg.multi_asset(
@@ -92,7 +137,10 @@ taxi_source_file = dg.AssetSpec(
     ),
 )
 def load_taxi_trips(
-    context: dg.AssetExecutionContext, source: TaxiSource, warehouse: TaxiWarehouse
+    context: dg.AssetExecutionContext,
+    config: LoadConfig,
+    source: TaxiSource,
+    warehouse: TaxiWarehouse,
 ) -> Iterator[dg.MaterializeResult]:
     partition = TaxiPartition.from_key(context.partition_key)
     schema = TRIP_SCHEMAS[partition.taxi]
@@ -109,13 +157,22 @@ def load_taxi_trips(
             transfer = Transfer()
             with progress.phase("download", transfer.describe):
                 fetched = source.fetch(partition, Path(download_dir), transfer)
-            csv = stack.enter_context(TripCsv(fetched.path, schema, partition.source_filename))
+            if source.reads_parquet(partition):
+                with progress.phase("convert"):  # the TLC's Parquet, as the release's CSV
+                    path = source.as_release_csv(fetched, partition, Path(download_dir))
+            else:
+                path = fetched.path
+            csv = stack.enter_context(TripCsv(path, schema, source.file_name(partition)))
             load = stack.enter_context(warehouse.open_partition(schema, partition))
             with progress.phase("stage", csv.describe_progress):
                 staged = load.stage(csv)
             yield _staging_result(
                 warehouse, staged, fetched.url, fetched.bytes, csv.rows, started, launched_by
             )
+            if not config.allow_shrink:
+                refuse_sharp_shrink(
+                    partition, staged.rows, last_loaded(context.instance, partition)
+                )
             merge_started = time.monotonic()
             with progress.phase("merge"):
                 merged = load.merge()

@@ -1,87 +1,44 @@
-"""Per-partition checks on `{taxi}_tripdata`, run after each load and on demand from the UI."""
+"""Per-partition checks on `{taxi}_tripdata`, run after each load and on demand from the UI.
+
+All four are one step (`taxi_trip_checks`): each step of a run costs Dagster a fixed few tens of
+milliseconds, which made three separate checks a quarter of a small month's load. The first two
+are blocking (a failure stops what depends on the table); the other two report.
+"""
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from taxi_assets.assets import TRIPS
+from taxi_assets.assets import SHRINK_LIMIT, TRIPS, last_loaded
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
 from taxi_assets.trip_schema import TRIP_SCHEMAS
 from taxi_assets.warehouse import TaxiWarehouse
 
 OVERLAP_SAMPLE = 10
 
-
-def _partition_check(description: str, blocking: bool = True) -> Callable:
-    """`dg.asset_check` on one partition of `taxi_trips`. Dagster still labels checks with
-    partitions a preview; this project relies on them knowingly, so no command need say so."""
-
-    def decorate(check: Callable) -> dg.AssetChecksDefinition:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", dg.PreviewWarning)
-            return dg.asset_check(
-                asset=TRIPS,
-                partitions_def=taxi_month_partitions,
-                blocking=blocking,
-                description=description,
-            )(check)
-
-    return decorate
+CheckFunction = Callable[[dg.AssetCheckExecutionContext, TaxiPartition, TaxiWarehouse], dict]
 
 
-def _partition(context: dg.AssetCheckExecutionContext) -> TaxiPartition:
-    return TaxiPartition.from_key(context.partition_key)
-
-
-def _source_rows(context: dg.AssetCheckExecutionContext, partition: TaxiPartition) -> int | None:
-    """The data lines the last load of this partition counted in its file."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=TRIPS, asset_partitions=[str(partition.key)]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get("source_rows")
-    return None if value is None else int(value.value)
-
-
-@_partition_check("The table holds exactly as many rows of this file as the file has data lines.")
-def rows_match_source(
-    context: dg.AssetCheckExecutionContext, warehouse: TaxiWarehouse
-) -> dg.AssetCheckResult:
-    partition = _partition(context)
-    expected = _source_rows(context, partition)
+def rows_match_source(context, partition: TaxiPartition, warehouse: TaxiWarehouse) -> dict:
+    expected = last_loaded(context.instance, partition, "source_rows")
     loaded = warehouse.count_file_rows(TRIP_SCHEMAS[partition.taxi], partition.filename)
-    return dg.AssetCheckResult(
+    return dict(
         passed=expected is not None and loaded == expected,
         metadata={"source_rows": expected if expected is not None else -1, "loaded_rows": loaded},
         description=None if expected is not None else "no load of this partition is recorded",
     )
 
 
-@_partition_check("No row of the table lacks a `filename`.")
-def filename_not_null(
-    context: dg.AssetCheckExecutionContext, warehouse: TaxiWarehouse
-) -> dg.AssetCheckResult:
-    schema = TRIP_SCHEMAS[_partition(context).taxi]
-    nulls = warehouse.count_null_filenames(schema)
-    return dg.AssetCheckResult(passed=nulls == 0, metadata={"rows_without_filename": nulls})
+def filename_not_null(context, partition: TaxiPartition, warehouse: TaxiWarehouse) -> dict:
+    nulls = warehouse.count_null_filenames(TRIP_SCHEMAS[partition.taxi])
+    return dict(passed=nulls == 0, metadata={"rows_without_filename": nulls})
 
 
-@_partition_check(
-    blocking=False,
-    description=(
-        "Report: ids of this file's rows that rows of another file carry too (the Kestra MERGE "
-        "would have skipped those rows; here each file keeps all of its rows)."
-    ),
-)
-def ids_in_other_files(
-    context: dg.AssetCheckExecutionContext, warehouse: TaxiWarehouse
-) -> dg.AssetCheckResult:
-    partition = _partition(context)
+def ids_in_other_files(context, partition: TaxiPartition, warehouse: TaxiWarehouse) -> dict:
     overlap = warehouse.ids_in_other_files(TRIP_SCHEMAS[partition.taxi], partition, OVERLAP_SAMPLE)
     sample = "\n".join(f"{row_id}  {other}" for row_id, other in overlap.sample)
-    return dg.AssetCheckResult(
+    return dict(
         passed=overlap.ids == 0,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -91,4 +48,70 @@ def ids_in_other_files(
     )
 
 
-taxi_trip_checks = [rows_match_source, filename_not_null, ids_in_other_files]
+def rows_against_previous_load(context, partition: TaxiPartition, warehouse) -> dict:
+    rows = last_loaded(context.instance, partition, "rows_in_table")
+    previous = last_loaded(context.instance, partition, "rows_in_table", back=1)
+    return dict(
+        passed=rows is None or not previous or rows >= previous * SHRINK_LIMIT,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows": rows if rows is not None else -1,
+            "previous_load_rows": previous if previous is not None else -1,
+        },
+        description=None if previous is not None else "the first load of this partition",
+    )
+
+
+# name: (the check, blocking, description)
+CHECKS: dict[str, tuple[CheckFunction, bool, str]] = {
+    "rows_match_source": (
+        rows_match_source,
+        True,
+        "The table holds exactly as many rows of this file as the file has data lines.",
+    ),
+    "filename_not_null": (filename_not_null, True, "No row of the table lacks a `filename`."),
+    "ids_in_other_files": (
+        ids_in_other_files,
+        False,
+        "Report: ids of this file's rows that rows of another file carry too (the Kestra MERGE "
+        "would have skipped those rows; here each file keeps all of its rows).",
+    ),
+    "rows_against_previous_load": (
+        rows_against_previous_load,
+        False,
+        "Report: the rows of this load against the month's load before it (a warning when the "
+        "month shrank to less than half: a load does that only with the config allow_shrink).",
+    ),
+}
+
+
+def _specs() -> list[dg.AssetCheckSpec]:
+    # Dagster still labels checks with partitions a preview; this project relies on them
+    # knowingly, so no command need say so.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                name,
+                asset=TRIPS,
+                blocking=blocking,
+                description=description,
+                partitions_def=taxi_month_partitions,
+            )
+            for name, (_, blocking, description) in CHECKS.items()
+        ]
+
+
+@dg.multi_asset_check(specs=_specs(), name="taxi_trip_checks", can_subset=True)
+def taxi_trip_checks_op(
+    context: dg.AssetCheckExecutionContext, warehouse: TaxiWarehouse
+) -> Iterator[dg.AssetCheckResult]:
+    partition = TaxiPartition.from_key(context.partition_key)
+    for key in sorted(context.selected_asset_check_keys, key=lambda k: list(CHECKS).index(k.name)):
+        check = CHECKS[key.name][0]
+        yield dg.AssetCheckResult(
+            asset_key=TRIPS, check_name=key.name, **check(context, partition, warehouse)
+        )
+
+
+taxi_trip_checks = [taxi_trip_checks_op]

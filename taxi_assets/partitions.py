@@ -1,9 +1,10 @@
 """Colour × month partitions: keys read `2019-01|green` (Dagster orders dimensions by name).
 
-The month dimension starts at 2019-01, the first month of the DataTalksClub release, and has no
-end date: `end_offset=1` makes the current calendar month a partition as soon as it starts, so a
-schedule can target either the month that just ended or the month it fires in. Months the source
-has not published simply fail (or, under the schedules, are skipped) with a clear message.
+The month dimension starts at 2019-01, the first month of the DataTalksClub release (CSV, up to
+2021-07; later months come from the TLC's own Parquet files), and has no end date:
+`end_offset=1` makes the current calendar month a partition as soon as it starts, so a schedule
+can target either the month that just ended or the month it fires in. Months the source has not
+published yet simply fail (or, under the schedules, are skipped) with a clear message.
 """
 
 from dataclasses import dataclass
@@ -55,13 +56,31 @@ class TaxiPartition:
         return dg.MultiPartitionKey({"taxi": self.taxi, "month": self.month})
 
     @property
+    def in_release(self) -> bool:
+        """Whether the DataTalksClub release publishes this month (as CSV); later months come
+        from the TLC's Parquet files."""
+        return self.month <= LAST_RELEASE_MONTH
+
+    @property
     def filename(self) -> str:
-        """The CSV name stored in the `filename` column, as the Kestra flow stores it."""
+        """The name stored in the `filename` column: the release's CSV name, as the Kestra flow
+        stores it, or the TLC's Parquet name for later months (whichever source a setting
+        forces: a month keeps one name, so a re-load replaces its rows)."""
+        return self.release_filename if self.in_release else self.tlc_filename
+
+    @property
+    def release_filename(self) -> str:
         return f"{self.taxi}_tripdata_{self.month}.csv"
 
     @property
     def source_filename(self) -> str:
-        return f"{self.filename}.gz"
+        """The release's file: `green_tripdata_2019-01.csv.gz`."""
+        return f"{self.release_filename}.gz"
+
+    @property
+    def tlc_filename(self) -> str:
+        """The TLC's file: `green_tripdata_2024-01.parquet`."""
+        return f"{self.taxi}_tripdata_{self.month}.parquet"
 
     @property
     def month_start(self) -> date:

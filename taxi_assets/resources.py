@@ -12,10 +12,11 @@ import dagster as dg
 from dotenv import load_dotenv
 from pydantic import Field
 
-from taxi_assets.partitions import TaxiPartition
+from taxi_assets.partitions import LAST_RELEASE_MONTH, TaxiPartition
 from taxi_assets.progress import Transfer
 from taxi_assets.source import (
     DEFAULT_SOURCE_URL,
+    DEFAULT_TLC_URL,
     FetchedFile,
     MinimumRate,
     SourceError,
@@ -25,15 +26,31 @@ from taxi_assets.source import (
     redact_url,
     source_url,
 )
+from taxi_assets.trip_schema import TRIP_SCHEMAS
 from taxi_assets.warehouse import TaxiWarehouse
+
+SOURCE_KINDS = ("auto", "release", "tlc")
 
 
 class TaxiSource(dg.ConfigurableResource):
-    """The monthly trip files: `{base_url}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz`."""
+    """The monthly trip files: the DataTalksClub release's CSVs up to 2021-07
+    (`{base_url}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz`), the TLC's Parquet files after it
+    (`{tlc_url}/{taxi}_tripdata_{YYYY-MM}.parquet`)."""
 
     base_url: str = Field(
         default=DEFAULT_SOURCE_URL,
         description="Release base URL (TAXI_SOURCE_URL): https://, file:// or a directory.",
+    )
+    tlc_url: str = Field(
+        default=DEFAULT_TLC_URL,
+        description="The TLC's Parquet files (TAXI_TLC_URL): https://, file:// or a directory.",
+    )
+    kind: str = Field(
+        default="auto",
+        description=(
+            "Which files to read (TAXI_SOURCE_KIND): auto (the release up to "
+            f"{LAST_RELEASE_MONTH}, the TLC's after it), release or tlc for every month."
+        ),
     )
     timeout_seconds: float = Field(default=60.0, description="Read timeout per request.")
     retries: int = Field(default=3, description="Retries of a failed request, with backoff.")
@@ -45,8 +62,19 @@ class TaxiSource(dg.ConfigurableResource):
         ),
     )
 
+    def reads_parquet(self, partition: TaxiPartition) -> bool:
+        return self.kind == "tlc" or (self.kind == "auto" and not partition.in_release)
+
     def url(self, partition: TaxiPartition) -> str:
+        if self.reads_parquet(partition):
+            return f"{self.tlc_url.rstrip('/')}/{partition.tlc_filename}"
         return source_url(self.base_url, partition.taxi, partition.source_filename)
+
+    def file_name(self, partition: TaxiPartition) -> str:
+        """The name of the file read, for messages."""
+        return (
+            partition.tlc_filename if self.reads_parquet(partition) else partition.source_filename
+        )
 
     def safe_url(self, partition: TaxiPartition) -> str:
         return redact_url(self.url(partition))
@@ -65,6 +93,19 @@ class TaxiSource(dg.ConfigurableResource):
             retries=self.retries,
             transfer=transfer,
             min_rate=MinimumRate(bytes_per_second=self.min_bytes_per_second),
+        )
+
+    def as_release_csv(
+        self, fetched: FetchedFile, partition: TaxiPartition, download_dir: Path
+    ) -> Path:
+        """The fetched file as the release's gzip CSV: itself, or a Parquet file written out."""
+        if not self.reads_parquet(partition):
+            return fetched.path
+        from taxi_assets.tlc_parquet import write_release_csv
+
+        out = download_dir / f"converted_{partition.source_filename}"
+        return write_release_csv(
+            fetched.path, TRIP_SCHEMAS[partition.taxi], out, partition.tlc_filename
         )
 
 
@@ -142,14 +183,24 @@ def warehouse_from_env() -> TaxiWarehouse:
 
 
 def source_from_env() -> TaxiSource:
-    """The release files; an unusable TAXI_SOURCE_URL stops the definitions from loading with one
-    line saying so (the schedules would otherwise skip every month as "not published")."""
-    try:
-        check_source_url(os.environ.get("TAXI_SOURCE_URL") or DEFAULT_SOURCE_URL)
-    except SourceError as error:
-        raise ValueError(f"TAXI_SOURCE_URL={error}") from None
+    """The trip files; an unusable TAXI_SOURCE_URL, TAXI_TLC_URL or TAXI_SOURCE_KIND stops the
+    definitions from loading with one line saying so (the schedules would otherwise skip every
+    month as "not published")."""
+    for name, default in (
+        ("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL),
+        ("TAXI_TLC_URL", DEFAULT_TLC_URL),
+    ):
+        try:
+            check_source_url(os.environ.get(name) or default)
+        except SourceError as error:
+            raise ValueError(f"{name}={error}") from None
+    kind = os.environ.get("TAXI_SOURCE_KIND") or "auto"
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"TAXI_SOURCE_KIND={kind!r}: one of {', '.join(SOURCE_KINDS)}")
     return TaxiSource(
         base_url=_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL),
+        tlc_url=_env("TAXI_TLC_URL", DEFAULT_TLC_URL),
+        kind=_env("TAXI_SOURCE_KIND", "auto"),
         min_bytes_per_second=_env("TAXI_DOWNLOAD_MIN_RATE", 16 * 1024, as_int=True),
     )
 

@@ -35,7 +35,7 @@ def load_request(partition: TaxiPartition, source: TaxiSource) -> dg.RunRequest 
         return dg.SkipReason(f"{partition.month} is before the first partition ({FIRST_MONTH})")
     if source.is_published(partition) is False:
         return dg.SkipReason(
-            f"{partition.source_filename} is not published at {source.safe_url(partition)} yet"
+            f"{source.file_name(partition)} is not published at {source.safe_url(partition)} yet"
         )
     return dg.RunRequest(
         run_key=str(partition.key),

@@ -27,6 +27,8 @@ from taxi_assets.progress import Transfer
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
+# The TLC's own monthly files (Parquet), for the months after the release.
+DEFAULT_TLC_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 CHUNK_BYTES = 1 << 20
 MAX_HEADER_BYTES = 64 * 1024
 LOOKUP_ATTEMPTS = 3

@@ -278,7 +278,9 @@ class Mirror:
         _SourceHandler.delays[f"/{self.directory.name}/"] = seconds
 
     def source(self) -> TaxiSource:
-        return TaxiSource(base_url=self.url, retries=1, timeout_seconds=10)
+        """The release's CSVs and the TLC's Parquet files (flat: `{url}/{file}.parquet`), both
+        from this mirror: no test asks the internet."""
+        return TaxiSource(base_url=self.url, tlc_url=self.url, retries=1, timeout_seconds=10)
 
 
 @pytest.fixture

@@ -92,9 +92,9 @@ def test_tick_for_an_unpublished_month_is_skipped_with_the_reason(mirror, wareho
         result = _tick(defs, "yellow_taxi_monthly", tick, instance)
 
     assert result.run_requests == []
-    assert result.skip_message == (
-        "yellow_tripdata_2026-10.csv.gz is not published at "
-        f"{mirror.url}/yellow/yellow_tripdata_2026-10.csv.gz yet"
+    assert result.skip_message == (  # a month after the release: the TLC's file
+        "yellow_tripdata_2026-10.parquet is not published at "
+        f"{mirror.url}/yellow_tripdata_2026-10.parquet yet"
     )
 
 

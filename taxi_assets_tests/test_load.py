@@ -7,14 +7,15 @@ import threading
 import dagster as dg
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
-from taxi_assets.checks import rows_match_source
+from taxi_assets.assets import TRIPS, load_taxi_trips
+from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets_tests.conftest import REAL_DATA, WAREHOUSES, any_warehouse
 from taxi_assets_tests.helpers import (
     check_results,
     delete_some_rows,
+    failure_message,
     fingerprint,
     metadata,
     rows_per_file,
@@ -254,12 +255,13 @@ def test_rows_check_fails_when_rows_go_missing(mirror, load, db, warehouse):
     write_month(mirror.directory, GREEN, JAN, 200)
     defs = dg.Definitions(
         assets=[load_taxi_trips],
-        asset_checks=[rows_match_source],
+        asset_checks=taxi_trip_checks,
         resources={"source": mirror.source(), "warehouse": warehouse},
     )
     # Only the check, as the UI's "Execute checks" runs it.
     check_only = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(), asset_check_selection={rows_match_source.check_key}
+        asset_selection=set(),
+        asset_check_selection={dg.AssetCheckKey(TRIPS, "rows_match_source")},
     )
     with dg.instance_for_test() as instance:
         load("2019-01|green", instance=instance)
@@ -268,6 +270,7 @@ def test_rows_check_fails_when_rows_go_missing(mirror, load, db, warehouse):
             partition_key="2019-01|green", instance=instance, raise_on_error=False
         )
 
+    assert list(check_results(result)) == ["rows_match_source"]  # that check alone
     evaluation = check_results(result)["rows_match_source"]
     assert not evaluation.passed
     assert evaluation.metadata["loaded_rows"].value == 197
@@ -334,3 +337,46 @@ def test_real_yellow_sample_with_empty_tail_loads(mirror, load, db):
     assert staging_metadata(result)["pickup_outside_month"] == sum(
         not f[1].startswith("2020-01") for f in fields
     )
+
+
+def test_an_empty_or_cut_off_file_does_not_replace_a_loaded_month(mirror, load, db, warehouse):
+    """A header-only file, or one with less than half the month's rows, fails (not retried) and
+    leaves the table as it was; half the rows is a change it accepts; the config allow_shrink
+    replaces the month anyway, and the check against the previous load warns."""
+    key = str(JAN.key)
+    allow = {"ops": {"load_taxi_trips": {"config": {"allow_shrink": True}}}}
+    write_month(mirror.directory, GREEN, JAN, 300)
+    with dg.instance_for_test() as instance:
+        assert load(key, instance=instance).success
+        before = fingerprint(db, "green_tripdata")
+        write_csv_gz(mirror.path(JAN), csv_lines(GREEN, []))
+        empty = load(key, instance=instance, raise_on_error=False)
+        after_empty = fingerprint(db, "green_tripdata")
+        write_month(mirror.directory, GREEN, JAN, 149)
+        cut_off = load(key, instance=instance, raise_on_error=False)
+        after_cut_off = fingerprint(db, "green_tripdata")
+        write_month(mirror.directory, GREEN, JAN, 150)
+        half = load(key, instance=instance)
+        write_csv_gz(mirror.path(JAN), csv_lines(GREEN, []))
+        allowed = load(key, instance=instance, run_config=allow)
+
+    assert not empty.success and not cut_off.success
+    assert (
+        failure_message(empty)
+        .strip()
+        .endswith(
+            ": green_tripdata_2019-01.csv: 0 rows where its last load had 300: not replaced "
+            "(an empty or cut-off file?); to replace the month anyway, run with the config "
+            "allow_shrink: true"
+        )
+    )
+    assert "149 rows where its last load had 300" in failure_message(cut_off)
+    assert after_empty == after_cut_off == before
+    restarts = [e for e in empty.all_events if e.event_type_value == "STEP_RESTARTED"]
+    assert restarts == []
+    assert half.success and check_results(half)["rows_against_previous_load"].passed
+    assert rows_per_file(db, "green_tripdata") == {}
+    report = check_results(allowed)["rows_against_previous_load"]
+    assert not report.passed and report.severity == dg.AssetCheckSeverity.WARN
+    assert report.metadata["previous_load_rows"].value == 150
+    assert report.metadata["rows"].value == 0

@@ -1,0 +1,110 @@
+"""The TLC's own monthly Parquet files, for the months after the DataTalksClub release.
+
+A Parquet month is written out as the release's CSV (same header, values as the CSV writes them)
+by DuckDB, which reads Parquet natively and streams it (row group by row group, memory bounded);
+from there one load path serves both kinds of month on every warehouse, ids included.
+
+How a value is written (so that a trip gets the same `unique_row_id` as in a release CSV):
+- timestamps as `YYYY-MM-DD HH:MM:SS` (the CSVs have whole seconds);
+- whole numbers in text or integer columns as integers (`VendorID` 2, `RatecodeID` 1.0 → `1`);
+- other numbers as DuckDB's shortest text for them (the id reads them back as the same double);
+- a null as an empty field.
+Columns the release CSVs do not have (`airport_fee`, `cbd_congestion_fee`, …) are not kept.
+"""
+
+from pathlib import Path
+
+import duckdb
+
+from taxi_assets.source import SourceError
+from taxi_assets.trip_schema import Column, ColumnType, TripSchema
+
+NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL")  # fmt: skip
+TEXT_TYPES = ("VARCHAR",)
+# DuckDB may use this much memory for a month; beyond it, it spills to the download folder.
+MEMORY_LIMIT = "1GB"
+
+
+def write_release_csv(parquet: Path, schema: TripSchema, out: Path, name: str) -> Path:
+    """`out` (gzip CSV), holding the Parquet file's rows as the release would have written them.
+    A file that is not Parquet, misses a column or has one of an unusable type raises a
+    SourceError naming `name` and the column."""
+    config = {"memory_limit": MEMORY_LIMIT, "threads": 2, "temp_directory": str(out.parent)}
+    with duckdb.connect(config=config) as connection:
+        source = f"read_parquet({_literal(str(parquet))})"
+        try:
+            described = connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        except duckdb.Error as error:
+            raise SourceError(f"{name} is not a readable Parquet file: {_reason(error)}") from None
+        found = {column: type_ for column, type_, *_ in described}
+        values = ", ".join(_value(column, _find(column, found, schema, name), name)
+                           for column in schema.columns)  # fmt: skip
+        try:
+            connection.execute(
+                f"COPY (SELECT {values} FROM {source}) TO {_literal(str(out))} "
+                "(FORMAT csv, HEADER, COMPRESSION gzip)"
+            )
+        except duckdb.Error as error:
+            raise SourceError(f"{name}: cannot be read to its end: {_reason(error)}") from None
+    return out
+
+
+def _find(column: Column, found: dict[str, str], schema: TripSchema, name: str) -> tuple[str, str]:
+    """The file's column for `column` (names compared without case: `Airport_fee`), and its
+    DuckDB type."""
+    by_lower_name = {found_name.lower(): found_name for found_name in found}
+    match = by_lower_name.get(column.name.lower())
+    if match is None:
+        missing = [c.name for c in schema.columns if c.name.lower() not in by_lower_name]
+        raise SourceError(
+            f"{name}: no column {', '.join(missing)} (a {schema.taxi} trip file needs "
+            f"{', '.join(schema.header)})"
+        )
+    return match, found[match]
+
+
+def _value(column: Column, found: tuple[str, str], name: str) -> str:
+    """The SQL that writes `column` as the release CSV would."""
+    source_name, type_ = found
+    field = f'"{source_name}"'
+    base_type = type_.split("(")[0]
+    if (
+        column.type is ColumnType.TIMESTAMP
+        and base_type.startswith("TIMESTAMP")
+        and ("TIME ZONE" not in type_)
+    ):
+        text = f"strftime({field}, '%Y-%m-%d %H:%M:%S')"
+    elif base_type in NUMBER_TYPES and column.type is not ColumnType.TIMESTAMP:
+        whole = f"{field} = trunc({field}) AND abs({field}) < 1e15"
+        text = (
+            f"CAST({field} AS VARCHAR)"
+            if column.type is ColumnType.FLOAT
+            else f"CASE WHEN {whole} THEN CAST(CAST({field} AS BIGINT) AS VARCHAR) "
+            f"ELSE CAST({field} AS VARCHAR) END"
+        )
+    elif base_type in TEXT_TYPES and column.type is ColumnType.TEXT:
+        text = field
+    else:
+        raise SourceError(
+            f"{name}: column {source_name} is {type_}, not {_expected(column.type)} "
+            "as a trip file has it"
+        )
+    return f'{text} AS "{column.name}"'
+
+
+def _expected(type_: ColumnType) -> str:
+    return {
+        ColumnType.TIMESTAMP: "a timestamp without time zone",
+        ColumnType.FLOAT: "a number",
+        ColumnType.INTEGER: "a number",
+        ColumnType.TEXT: "a number or text",
+    }[type_]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _reason(error: duckdb.Error) -> str:
+    return str(error).strip().splitlines()[0]

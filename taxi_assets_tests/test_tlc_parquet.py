@@ -1,0 +1,207 @@
+"""Months after the release: the TLC's own Parquet files, generated here in the TLC's layouts
+(2019-style doubles for integers; 2024 with `Airport_fee`; 2025 with `cbd_congestion_fee`) and
+served by the local HTTP server, loaded on PostgreSQL and DuckDB."""
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from taxi_assets.assets import load_taxi_trips
+from taxi_assets.checks import taxi_trip_checks
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.resources import TaxiSource, source_from_env
+from taxi_assets.trip_schema import GREEN, YELLOW, ColumnType, TripSchema
+from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse
+from taxi_assets_tests.helpers import failure_message, fingerprint, rows_per_file
+from taxi_assets_tests.synthetic import (
+    csv_lines,
+    expected_unique_row_id,
+    generate_rows,
+    write_csv_gz,
+)
+
+IDS = {"VendorID", "PULocationID", "DOLocationID"}
+
+
+def tlc_type(name: str, type_: ColumnType, style: int) -> str:
+    """The column's Parquet type in the TLC's files of year `style`."""
+    if type_ is ColumnType.TIMESTAMP:
+        return "TIMESTAMP"
+    if name in IDS:
+        return "INTEGER"
+    if name == "store_and_fwd_flag":
+        return "VARCHAR"
+    if type_ is ColumnType.FLOAT or style < 2023:  # 2019-style: RatecodeID, counts as doubles
+        return "DOUBLE"
+    return "BIGINT"
+
+
+def write_parquet(
+    path: Path,
+    schema: TripSchema,
+    rows: list[dict],
+    *,
+    style: int = 2024,
+    extra: tuple[str, ...] = (),
+    types: dict[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+) -> Path:
+    """`rows` (CSV text, as the generator writes them) as a TLC Parquet file; `extra` columns
+    (null), `types` overrides, `drop`ped columns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    csv = write_csv_gz(path.with_suffix(".csv.gz"), csv_lines(schema, rows))
+    types = types or {}
+    columns = [
+        f"CAST(NULLIF(\"{c.name}\", '') AS {types.get(c.name, tlc_type(c.name, c.type, style))}) "
+        f'AS "{c.name}"'
+        for c in schema.columns
+        if c.name not in drop
+    ] + [f'CAST(NULL AS DOUBLE) AS "{name}"' for name in extra]
+    with duckdb.connect() as connection:
+        connection.execute(
+            f"COPY (SELECT {', '.join(columns)} FROM read_csv('{csv}', all_varchar = true)) "
+            f"TO '{path}' (FORMAT parquet)"
+        )
+    csv.unlink()
+    return path
+
+
+@pytest.fixture(params=WAREHOUSES)
+def warehouse(request):
+    return any_warehouse(request)
+
+
+def tlc_source(mirror, **kwargs) -> TaxiSource:
+    """The mirror serves the TLC's flat layout too: `{url}/{taxi}_tripdata_{YYYY-MM}.parquet`."""
+    return TaxiSource(base_url=mirror.url, tlc_url=mirror.url, retries=1, **kwargs)
+
+
+def load(source: TaxiSource, warehouse, partition: TaxiPartition) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [load_taxi_trips, *taxi_trip_checks],
+        partition_key=str(partition.key),
+        resources={"source": source, "warehouse": warehouse},
+        raise_on_error=False,
+    )
+
+
+def ids(db, schema: TripSchema) -> list[str]:
+    return sorted(r[0] for r in db.execute(f"SELECT unique_row_id FROM {schema.table}").fetchall())
+
+
+@pytest.mark.parametrize(
+    ("schema", "month", "style", "extra"),
+    [
+        (YELLOW, "2024-03", 2024, ("Airport_fee",)),
+        (GREEN, "2025-01", 2019, ("cbd_congestion_fee",)),
+        (YELLOW, "2025-02", 2025, ("airport_fee", "cbd_congestion_fee")),
+    ],
+)
+def test_a_tlc_month_loads_from_parquet_with_the_release_ids(
+    mirror, warehouse, db, schema, month, style, extra
+):
+    partition = TaxiPartition(schema.taxi, month)
+    rows = list(generate_rows(schema, partition, 700))
+    write_parquet(mirror.directory / partition.tlc_filename, schema, rows, style=style, extra=extra)
+
+    result = load(tlc_source(mirror), warehouse, partition)
+
+    assert result.success, failure_message(result)
+    assert rows_per_file(db, schema.table) == {f"{schema.taxi}_tripdata_{month}.parquet": 700}
+    assert ids(db, schema) == sorted(expected_unique_row_id(schema, row) for row in rows)
+    first = rows[0]
+    stored = db.execute(
+        f"SELECT CAST({schema.dropoff} AS VARCHAR) FROM {schema.table} WHERE unique_row_id = %s",
+        (expected_unique_row_id(schema, first),),
+    ).fetchone()[0]
+    assert str(stored)[:19] == first[schema.dropoff]
+
+
+def test_a_trip_in_a_release_csv_and_in_a_tlc_parquet_gets_the_same_id(mirror, warehouse, db):
+    """The same month from the release (CSV) and from the TLC (Parquet, forced by the setting):
+    the same ids, and the re-load from Parquet replaces the CSV's rows."""
+    partition = TaxiPartition("green", "2019-03")
+    rows = list(generate_rows(GREEN, partition, 600))
+    write_csv_gz(mirror.path(partition), csv_lines(GREEN, rows))
+    write_parquet(mirror.directory / partition.tlc_filename, GREEN, rows, style=2019)
+
+    from_csv = load(tlc_source(mirror), warehouse, partition)
+    csv_ids = ids(db, GREEN)
+    from_parquet = load(tlc_source(mirror, kind="tlc"), warehouse, partition)
+
+    assert from_csv.success and from_parquet.success, failure_message(from_parquet)
+    assert len(csv_ids) == 600
+    assert ids(db, GREEN) == csv_ids
+    assert rows_per_file(db, GREEN.table) == {"green_tripdata_2019-03.csv": 600}
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("truncated", "green_tripdata_2024-05.parquet is not a readable Parquet file"),
+        ("csv", "green_tripdata_2024-05.parquet is not a readable Parquet file"),
+        ("no_fare", "green_tripdata_2024-05.parquet: no column fare_amount"),
+        ("text_pickup", "column lpep_pickup_datetime is VARCHAR, not a timestamp"),
+        ("text_fare", "column fare_amount is VARCHAR, not a number"),
+    ],
+)
+def test_a_bad_parquet_file_says_what_and_leaves_the_table_as_it_was(
+    mirror, warehouse, db, bad, says
+):
+    partition = TaxiPartition("green", "2024-05")
+    path = mirror.directory / partition.tlc_filename
+    rows = list(generate_rows(GREEN, partition, 300))
+    write_parquet(path, GREEN, rows)
+    assert load(tlc_source(mirror), warehouse, partition).success
+    before = fingerprint(db, GREEN.table)
+    if bad == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif bad == "csv":
+        path.write_text("VendorID,lpep_pickup_datetime\n2,2024-05-01 10:00:00\n")
+    elif bad == "no_fare":
+        write_parquet(path, GREEN, rows, drop=("fare_amount",))
+    else:
+        column = "lpep_pickup_datetime" if bad == "text_pickup" else "fare_amount"
+        write_parquet(path, GREEN, rows, types={column: "VARCHAR"})
+
+    result = load(tlc_source(mirror), warehouse, partition)
+
+    assert not result.success
+    message = failure_message(result)
+    assert says in message and "\n" not in message.strip()
+    assert fingerprint(db, GREEN.table) == before
+    attempts = [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+    assert attempts == []  # a bad file is not retried
+
+
+def test_each_month_reads_its_source_and_the_probe_asks_it(mirror):
+    source = tlc_source(mirror)
+    july, august = TaxiPartition("yellow", "2021-07"), TaxiPartition("yellow", "2021-08")
+    write_parquet(mirror.directory / august.tlc_filename, YELLOW, [])
+
+    assert source.url(july) == f"{mirror.url}/yellow/yellow_tripdata_2021-07.csv.gz"
+    assert source.url(august) == f"{mirror.url}/yellow_tripdata_2021-08.parquet"
+    assert source.is_published(august) is True
+    assert source.is_published(TaxiPartition("green", "2021-08")) is False
+    assert source.is_published(july) is False  # the mirror has no CSV for it
+    assert (
+        tlc_source(mirror, kind="release").url(august).endswith("/yellow_tripdata_2021-08.csv.gz")
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("TAXI_SOURCE_KIND", "parquet", "TAXI_SOURCE_KIND='parquet': one of auto, release, tlc"),
+        ("TAXI_TLC_URL", "s3://nyc-tlc/trip data", "TAXI_TLC_URL=s3://nyc-tlc/trip data: s3://"),
+    ],
+)
+def test_a_source_setting_of_another_kind_says_so_at_start_up(monkeypatch, name, value, says):
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValueError) as raised:
+        source_from_env()
+
+    assert str(raised.value).startswith(says)
