@@ -234,7 +234,8 @@ def test_make_demo_the_cli_and_make_dev_share_the_project_home(mirror, warehouse
         cwd=project, env={**env, "DAGSTER_HOME": str(other_home)}, check=True, capture_output=True,
     )  # fmt: skip
     assert len(dg.DagsterInstance.from_config(str(other_home)).get_runs()) == 1
-    assert len(instance.get_runs()) == 2
+    # (the UI's daemon may have started a dbt run after the loads: `taxi_dbt_after_loads`)
+    assert len([run for run in instance.get_runs() if run.job_name != "taxi_dbt_job"]) == 2
 
 
 def test_dg_lists_and_checks_the_definitions_from_the_project_folder(tmp_path):
