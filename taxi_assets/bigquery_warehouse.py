@@ -327,19 +327,6 @@ class _BigQueryPartitionLoad(PartitionLoad):
         )
 
 
-def emitted_statements(schema: TripSchema, partition: TaxiPartition) -> list[str]:
-    """Every SQL statement a partition load sends (for the dialect test)."""
-    warehouse = BigQueryWarehouse(project="p", dataset="d", bucket="b")
-    load = _BigQueryPartitionLoad(warehouse, None, None, schema, partition)  # type: ignore[arg-type]
-    return [
-        *load.statements_for_tables(),
-        load.external_table_sql(f"gs://b/{partition.source_filename}"),
-        load.staging_sql(),
-        load.stats_sql(),
-        load.merge_sql(),
-    ]
-
-
 @dg.op(description="Create the GCS bucket and BigQuery dataset if missing (Kestra's gcp_setup).")
 def create_bucket_and_dataset(context: dg.OpExecutionContext, warehouse: BigQueryWarehouse) -> None:
     bucket_created, dataset_created = warehouse.ensure_bucket_and_dataset()

@@ -106,27 +106,23 @@ def _build(
         yield from events if warehouse.single_file else events.fetch_row_counts()
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    exclude=MONTHLY,
-    dagster_dbt_translator=translator,
-    pool=f"taxi_{WAREHOUSE_KIND}",
-)
+# What both dbt asset definitions share: the project, its manifest, and the warehouse's pool.
+DBT_ASSETS = {
+    "manifest": dbt_project.manifest_path,
+    "project": dbt_project,
+    "dagster_dbt_translator": translator,
+    "pool": f"taxi_{WAREHOUSE_KIND}",
+}
+
+
+@dbt_assets(**DBT_ASSETS, exclude=MONTHLY)
 def taxi_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
 ) -> Iterator:
     yield from _build(context, dbt, warehouse, [])
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=MONTHLY,
-    partitions_def=month_dimension,
-    dagster_dbt_translator=translator,
-    pool=f"taxi_{WAREHOUSE_KIND}",
-)
+@dbt_assets(**DBT_ASSETS, select=MONTHLY, partitions_def=month_dimension)
 def taxi_dbt_months(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
 ) -> Iterator:

@@ -21,9 +21,9 @@ import duckdb
 from filelock import FileLock
 from pydantic import Field
 
+from taxi_assets.float_text import postgres_float_text
 from taxi_assets.partition_load import SqlPartitionLoad
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.pg_text import pg_float8_text
 from taxi_assets.source import SourceError, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouse import MergedPartition, PartitionLoad, TaxiWarehouse, WarehouseError
@@ -103,7 +103,11 @@ class DuckDBWarehouse(TaxiWarehouse):
                 ) from None
             try:
                 connection.create_function(
-                    "pg_float8_text", pg_float8_text, ["DOUBLE"], "VARCHAR", null_handling="special"
+                    "postgres_float_text",
+                    postgres_float_text,
+                    ["DOUBLE"],
+                    "VARCHAR",
+                    null_handling="special",
                 )
                 yield connection
             finally:
@@ -149,13 +153,13 @@ def float_text_sql(column: str) -> str:
     """PostgreSQL's text of a DOUBLE. Both print the shortest digits that read back as the same
     number; where PostgreSQL writes them plain (exponent in [-4, 15)) DuckDB does too, but for a
     trailing `.0` on whole numbers (written here as the BIGINT they are). Elsewhere the exact
-    rules (`pg_float8_text`, in Python: rare values)."""
+    rules (`postgres_float_text`, in Python: rare values)."""
     return (
         f"CASE WHEN {column} IS NULL THEN NULL "
         f"WHEN abs({column}) >= 1e-4 AND abs({column}) < 1e15 THEN "
         f"CASE WHEN {column} = trunc({column}) THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
         f"ELSE CAST({column} AS VARCHAR) END "
-        f"ELSE pg_float8_text({column}) END"
+        f"ELSE postgres_float_text({column}) END"
     )
 
 

@@ -10,17 +10,34 @@ from dagster_dbt import DbtCliResource
 from sqlglot import exp
 
 from taxi_assets.assets import load_taxi_trips
-from taxi_assets.bigquery_warehouse import BigQueryWarehouse, emitted_statements, gcp_setup_job
+from taxi_assets.bigquery_warehouse import (
+    BigQueryWarehouse,
+    _BigQueryPartitionLoad,
+    gcp_setup_job,
+)
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.dbt_models import dbt_project, taxi_dbt_models, taxi_dbt_months
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
+from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW, TripSchema
 from taxi_assets_tests.dagster_dev import free_port as closed_port
 from taxi_assets_tests.helpers import check_results, failure_message, metadata
 from taxi_assets_tests.synthetic import write_month
 from taxi_assets_tests.test_dbt import known_zones
 
 pytestmark = pytest.mark.emulators
+
+
+def emitted_statements(schema: TripSchema, partition: TaxiPartition) -> list[str]:
+    """Every SQL statement a partition load sends (for the dialect test)."""
+    warehouse = BigQueryWarehouse(project="p", dataset="d", bucket="b")
+    load = _BigQueryPartitionLoad(warehouse, None, None, schema, partition)  # type: ignore[arg-type]
+    return [
+        *load.statements_for_tables(),
+        load.external_table_sql(f"gs://b/{partition.source_filename}"),
+        load.staging_sql(),
+        load.stats_sql(),
+        load.merge_sql(),
+    ]
 
 
 @pytest.mark.parametrize("taxi", ["green", "yellow"])

@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 
 from taxi_assets.assets import load_taxi_trips
+from taxi_assets.float_text import postgres_float_text
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.pg_text import pg_float8_text
 from taxi_assets.trip_schema import GREEN
 from taxi_assets_tests.conftest import Db, real_sample
 from taxi_assets_tests.kestra_flow import kestra_ids
@@ -117,11 +117,11 @@ def test_unusual_numbers_hash_alike_in_both_warehouses(
 
 
 def test_float_text_matches_postgres(db):
-    """`pg_float8_text` against the server itself, on edge cases and random doubles."""
+    """`postgres_float_text` against the server itself, on edge cases and random doubles."""
     rng = random.Random(11)
     values = [0.0, -0.0, 1e15, 9.99e14, 1e-4, 9.9e-5, 5e-324, 1.7976931348623157e308, 0.1 + 0.2]
     values += [rng.uniform(-1e3, 1e3) for _ in range(300)]
     values += [math.ldexp(rng.random(), rng.randint(-1070, 1020)) for _ in range(300)]
     server = db.execute("SELECT v::text FROM unnest(%s::float8[]) AS v", (values,)).fetchall()
 
-    assert [pg_float8_text(v) for v in values] == [row[0] for row in server]
+    assert [postgres_float_text(v) for v in values] == [row[0] for row in server]

@@ -1,16 +1,16 @@
-"""PostgreSQL's text form of a double precision (`CAST(x AS text)`, PostgreSQL 12+ with the
-default extra_float_digits = 1): the shortest digits that round-trip, written plain when the
-decimal exponent is in [-4, 15) and as `1.5e-05` / `1e+16` otherwise.
+"""A double written as PostgreSQL writes it (`CAST(x AS text)`, PostgreSQL 12+ with the default
+extra_float_digits = 1): the shortest digits that round-trip, plain when the decimal exponent is
+in [-4, 15) and as `1.5e-05` / `1e+16` otherwise.
 
-The seed's `unique_row_id` hashes fares and distances in this form, so a warehouse other than
-PostgreSQL needs it to produce the same ids.
+The seed's `unique_row_id` hashes fares and distances in this form, so DuckDB uses it (for the
+rare values its own SQL does not write that way) to give the seed's ids.
 """
 
 import math
 from decimal import Decimal
 
 
-def pg_float8_text(value: float | None) -> str | None:
+def postgres_float_text(value: float | None) -> str | None:
     if value is None:
         return None
     if math.isnan(value):
