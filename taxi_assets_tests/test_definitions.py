@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
+from taxi_assets.checks import taxi_trip_checks_op
 from taxi_assets.definitions import defs
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
 from taxi_assets.resources import TaxiSource, warehouse_from_env
@@ -66,7 +67,14 @@ def test_assets_are_described_grouped_and_kinded():
     assert graph.get(TRIPS).parent_keys == {STAGING}
     assert graph.get(STAGING).parent_keys == {SOURCE_FILE}
     check_names = {key.name for key in graph.asset_check_keys if key.asset_key == TRIPS}
-    assert check_names == {"rows_match_source", "filename_not_null", "ids_in_other_files"}
+    assert check_names == {
+        "rows_match_source",
+        "filename_not_null",
+        "ids_in_other_files",
+        "rows_against_previous_load",
+    }
+    blocking = {spec.name for spec in taxi_trip_checks_op.check_specs if spec.blocking}
+    assert blocking == {"rows_match_source", "filename_not_null"}
 
 
 def test_partition_keys_read_month_then_colour_and_reach_the_current_month():
