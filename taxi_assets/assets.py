@@ -72,19 +72,29 @@ SHRINK_LIMIT = 0.5
 def last_loaded(
     instance: dg.DagsterInstance,
     partition: TaxiPartition,
+    table: str,
     name: str = "rows_in_table",
     back: int = 0,
 ) -> int | None:
-    """A number the partition's last load (`back` = 1: the one before) recorded: `rows_in_table`
-    it put in the table, `source_rows` its file had."""
+    """A number the partition's last load into `table` (`back` = 1: the one before) recorded:
+    `rows_in_table` it put in the table, `source_rows` its file had. Loads into another table
+    (another warehouse or schema, one Dagster home) do not count."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=TRIPS, asset_partitions=[str(partition.key)]),
-        limit=back + 1,
+        dg.AssetRecordsFilter(asset_key=TRIPS, asset_partitions=[str(partition.key)]), limit=20
     ).records
-    if len(records) <= back or records[back].asset_materialization is None:
+    values = [
+        record.asset_materialization.metadata.get(name)
+        for record in records
+        if record.asset_materialization is not None
+        and _text_value(record.asset_materialization.metadata.get("dagster/table_name")) == table
+    ]
+    if len(values) <= back or values[back] is None:
         return None
-    value = records[back].asset_materialization.metadata.get(name)
-    return None if value is None else int(value.value)
+    return int(values[back].value)
+
+
+def _text_value(value: dg.MetadataValue | None) -> str | None:
+    return None if value is None else str(value.value)
 
 
 def refuse_sharp_shrink(partition: TaxiPartition, rows: int, previous: int | None) -> None:
@@ -170,9 +180,9 @@ def load_taxi_trips(
                 warehouse, staged, fetched.url, fetched.bytes, csv.rows, started, launched_by
             )
             if not config.allow_shrink:
-                refuse_sharp_shrink(
-                    partition, staged.rows, last_loaded(context.instance, partition)
-                )
+                table = warehouse.qualified_table(schema.table)
+                previous = last_loaded(context.instance, partition, table)
+                refuse_sharp_shrink(partition, staged.rows, previous)
             merge_started = time.monotonic()
             with progress.phase("merge"):
                 merged = load.merge()

@@ -20,8 +20,12 @@ OVERLAP_SAMPLE = 10
 CheckFunction = Callable[[dg.AssetCheckExecutionContext, TaxiPartition, TaxiWarehouse], dict]
 
 
+def _table(partition: TaxiPartition, warehouse: TaxiWarehouse) -> str:
+    return warehouse.qualified_table(TRIP_SCHEMAS[partition.taxi].table)
+
+
 def rows_match_source(context, partition: TaxiPartition, warehouse: TaxiWarehouse) -> dict:
-    expected = last_loaded(context.instance, partition, "source_rows")
+    expected = last_loaded(context.instance, partition, _table(partition, warehouse), "source_rows")
     loaded = warehouse.count_file_rows(TRIP_SCHEMAS[partition.taxi], partition.filename)
     return dict(
         passed=expected is not None and loaded == expected,
@@ -49,8 +53,9 @@ def ids_in_other_files(context, partition: TaxiPartition, warehouse: TaxiWarehou
 
 
 def rows_against_previous_load(context, partition: TaxiPartition, warehouse) -> dict:
-    rows = last_loaded(context.instance, partition, "rows_in_table")
-    previous = last_loaded(context.instance, partition, "rows_in_table", back=1)
+    table = _table(partition, warehouse)
+    rows = last_loaded(context.instance, partition, table)
+    previous = last_loaded(context.instance, partition, table, back=1)
     return dict(
         passed=rows is None or not previous or rows >= previous * SHRINK_LIMIT,
         severity=dg.AssetCheckSeverity.WARN,

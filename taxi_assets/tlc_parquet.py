@@ -12,6 +12,8 @@ How a value is written (so that a trip gets the same `unique_row_id` as in a rel
 Columns the release CSVs do not have (`airport_fee`, `cbd_congestion_fee`, …) are not kept.
 """
 
+import gzip
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -40,14 +42,24 @@ def write_release_csv(parquet: Path, schema: TripSchema, out: Path, name: str) -
         found = {column: type_ for column, type_, *_ in described}
         values = ", ".join(_value(column, _find(column, found, schema, name), name)
                            for column in schema.columns)  # fmt: skip
+        plain = out.with_name(out.name.removesuffix(".gz"))
         try:
             connection.execute(
-                f"COPY (SELECT {values} FROM {source}) TO {_literal(str(out))} "
-                "(FORMAT csv, HEADER, COMPRESSION gzip)"
+                f"COPY (SELECT {values} FROM {source}) TO {_literal(str(plain))} "
+                "(FORMAT csv, HEADER)"
             )
         except duckdb.Error as error:
             raise SourceError(f"{name}: cannot be read to its end: {_reason(error)}") from None
+    _gzip_fast(plain, out)
     return out
+
+
+def _gzip_fast(plain: Path, out: Path) -> None:
+    """`plain` gzipped into `out` at level 1, then removed. (DuckDB's own gzip writer took ten
+    times as long as writing the CSV: 20 s for a 2M-row month, against 2 s here.)"""
+    with plain.open("rb") as source, gzip.open(out, "wb", compresslevel=1) as target:
+        shutil.copyfileobj(source, target, 1 << 20)
+    plain.unlink()
 
 
 def _find(column: Column, found: dict[str, str], schema: TripSchema, name: str) -> tuple[str, str]:

@@ -380,3 +380,32 @@ def test_an_empty_or_cut_off_file_does_not_replace_a_loaded_month(mirror, load, 
     assert not report.passed and report.severity == dg.AssetCheckSeverity.WARN
     assert report.metadata["previous_load_rows"].value == 150
     assert report.metadata["rows"].value == 0
+
+
+def test_the_shrink_guard_compares_loads_into_the_same_table_only(
+    mirror, postgres_warehouse, duckdb_warehouse
+):
+    """One Dagster home, two warehouses: a small month in one is no shrink of the other's."""
+    write_month(mirror.directory, GREEN, JAN, 300)
+
+    def load_into(warehouse) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [load_taxi_trips, *taxi_trip_checks],
+            partition_key=str(JAN.key),
+            instance=instance,
+            resources={"source": mirror.source(), "warehouse": warehouse},
+            raise_on_error=False,
+        )
+
+    with dg.instance_for_test() as instance:
+        assert load_into(duckdb_warehouse).success
+        write_month(mirror.directory, GREEN, JAN, 100)
+        other = load_into(postgres_warehouse)
+        again = load_into(duckdb_warehouse)
+
+    assert other.success
+    assert (
+        check_results(other)["rows_against_previous_load"].metadata["previous_load_rows"].value
+        == -1
+    )
+    assert not again.success and "100 rows where its last load had 300" in failure_message(again)
