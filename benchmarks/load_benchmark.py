@@ -243,20 +243,20 @@ def step_seconds(home: Path) -> dict[str, float]:
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         run = instance.get_runs(limit=1)[0]
-        started, seconds = {}, {}
+        started, last_event, seconds = {}, {}, {}
         for entry in instance.all_logs(run.run_id):
             event = entry.dagster_event
             if event is None or event.step_key is None:
                 continue
             if event.event_type_value == "STEP_START":
-                started[event.step_key] = entry.timestamp
+                started[event.step_key] = last_event[event.step_key] = entry.timestamp
             elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
                 seconds[event.step_key] = entry.timestamp - started[event.step_key]
             elif event.event_type_value == "ASSET_CHECK_EVALUATION":
                 # The checks share a step: each one's time runs from the event before it.
                 name = event.event_specific_data.check_name
-                seconds[f"check {name}"] = entry.timestamp - started[event.step_key]
-                started[event.step_key] = entry.timestamp
+                seconds[f"check {name}"] = entry.timestamp - last_event[event.step_key]
+                last_event[event.step_key] = entry.timestamp
         return seconds
 
 

@@ -301,10 +301,14 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
             ]
             for insert in inserts:
                 insert.result()
-        # Statistics now (a sample of 30,000 rows, a fraction of a second), not when autovacuum
-        # gets to it: a query right after the load (the facts' dbt run) is planned without them
-        # as if the month had a few rows (measured: 13 s instead of 1.2 s for a month's facts).
-        self.execute(f"ANALYZE {self.staging}")
+        # Statistics now, not when autovacuum gets to it: a query right after the load (the
+        # facts' dbt run) is planned without them as if the month had a few rows (measured: 13 s
+        # instead of 1.2 s for a month's facts). A sample of 3,000 rows is enough for that and
+        # costs 0.02 s (the default 30,000: 0.25 s of a 250,000-row month's 1 s); autovacuum
+        # analyses the table in full later.
+        with self.transaction():
+            self.execute("SET LOCAL default_statistics_target = 10")
+            self.execute(f"ANALYZE {self.staging}")
 
     def _insert_staged(self, select: str) -> None:
         with self._writer_session() as connection:
