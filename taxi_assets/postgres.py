@@ -53,6 +53,9 @@ TABLE_TYPES = {
 # How long the swap waits for a lock at a time, and how long it keeps trying.
 SWAP_LOCK_TIMEOUT_SECONDS = 2.0
 SWAP_DEADLINE_SECONDS = 600.0
+# Another run of the same month: how long to wait for it, and how often to say so.
+PARTITION_WAIT_SECONDS = 3600.0
+PARTITION_WAIT_LOG_SECONDS = 10.0
 EDGES_INDEX = "_month_edges_idx"
 # Sessions that write a staged table side by side: PostgreSQL inserts row by row, one core per
 # session, and a load is otherwise bound to one core.
@@ -353,9 +356,26 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the partition's session lock; a dropped connection releases it too."""
+        """Hold the partition's session lock; a dropped connection releases it too. While another
+        run of the same month holds it, wait, and say so every `PARTITION_WAIT_LOG_SECONDS`."""
         key = _lock_key(self.target_schema, self.partition.filename)
-        self.connection.execute(sql.SQL("SELECT pg_advisory_lock({})").format(key))
+        try_lock = sql.SQL("SELECT pg_try_advisory_lock({})").format(key)
+        started = said = time.monotonic()
+        while not self.connection.execute(try_lock).fetchone()[0]:
+            waited = time.monotonic() - started
+            if waited > PARTITION_WAIT_SECONDS:
+                raise WarehouseError(
+                    f"{self.partition.filename}: another run of this month held it for "
+                    f"{waited:.0f}s (a stuck run? see pg_stat_activity, application_name "
+                    "taxi_assets)"
+                )
+            if time.monotonic() - said >= PARTITION_WAIT_LOG_SECONDS:
+                dg.get_dagster_logger().info(
+                    f"{self.partition.filename}: waiting for another run of this month to end "
+                    f"({waited:.0f}s so far)"
+                )
+                said = time.monotonic()
+            time.sleep(0.2)
         try:
             yield
         finally:

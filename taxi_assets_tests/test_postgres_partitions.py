@@ -2,12 +2,14 @@
 a plain table (the Kestra flow's, or an earlier version's) keeps working as it is."""
 
 import collections
+import logging
 import threading
 import time
 
 import psycopg
 import pytest
 
+from taxi_assets import postgres
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets_tests.conftest import PG
@@ -113,9 +115,11 @@ def test_a_plain_kestra_table_keeps_working(mirror, load, db):
     assert check_results(result)["rows_match_source"].passed
 
 
-def test_two_runs_of_the_same_partition_at_once_queue(mirror, load, db):
+def test_two_runs_of_the_same_partition_at_once_queue(mirror, load, db, monkeypatch, caplog):
     """The partition's advisory lock: the second run waits for the first instead of dropping
-    its scratch tables or swapping a half-built partition in."""
+    its scratch tables or swapping a half-built partition in, and says that it waits."""
+    monkeypatch.setattr(postgres, "PARTITION_WAIT_LOG_SECONDS", 0.2)
+    caplog.set_level(logging.INFO)
     rows = write_month(mirror.directory, GREEN, JAN, 30_000, seed=4)
     results = []
 
@@ -136,6 +140,37 @@ def test_two_runs_of_the_same_partition_at_once_queue(mirror, load, db):
     assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 30_000}
     ids = collections.Counter(r[0] for r in db.execute("SELECT unique_row_id FROM green_tripdata"))
     assert ids == collections.Counter(expected_unique_row_id(GREEN, row) for row in rows)
+    assert "green_tripdata_2019-01.csv: waiting for another run of this month to end" in (
+        caplog.text
+    )
+
+
+def test_an_open_write_on_one_colour_never_holds_a_load_of_the_other(mirror, load, db):
+    """A session that wrote nothing to yellow_tripdata and idles in its transaction: green loads
+    (a new month and a re-load) take no lock on the yellow table, so they end while that
+    transaction is still open (a wait on it would last until its rollback)."""
+    write_month(mirror.directory, GREEN, JAN, 500)
+    write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-02"), 400)
+    load("2019-01|green")  # both colours' tables exist now
+    table = f'"{db.warehouse.target_schema}"."yellow_tripdata"'
+    loads = []
+    with psycopg.connect(**PG, dbname=db.warehouse.database) as idle_writer:
+        idle_writer.execute(f"DELETE FROM {table} WHERE false")  # its transaction stays open
+        green = threading.Thread(
+            target=lambda: loads.extend(load(key) for key in ("2019-02|green", "2019-01|green"))
+        )
+        green.start()
+        green.join(timeout=300)
+        held = green.is_alive()
+        idle_writer.rollback()
+    green.join()
+
+    assert not held, "a green load waited for the open transaction on yellow_tripdata"
+    assert [result.success for result in loads] == [True, True]
+    assert rows_per_file(db, "green_tripdata") == {
+        "green_tripdata_2019-01.csv": 500,
+        "green_tripdata_2019-02.csv": 400,
+    }
 
 
 def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, load, db):
