@@ -13,12 +13,14 @@ instead of failing on DuckDB's own lock.
 """
 
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import duckdb
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from pydantic import Field
 
 from taxi_assets.float_text import postgres_float_text
@@ -42,6 +44,7 @@ TABLE_TYPES = {
 # What the CSV reader parses into: integers as DOUBLE, so `1.0` loads (then checked and cast).
 CSV_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "DOUBLE"}
 LOCK_TIMEOUT_SECONDS = 3600
+LOCK_LOG_SECONDS = 10.0  # how often a wait for the file says so
 # DuckDB would take up to 80% of the machine's memory; past this it spills to a folder beside the
 # database file instead, so a run's memory does not grow with the month it loads.
 MEMORY_LIMIT = "512MB"
@@ -82,11 +85,31 @@ class DuckDBWarehouse(TaxiWarehouse):
 
     @contextmanager
     def exclusive_access(self) -> Iterator[None]:
-        """Hold the file for this process (a dbt run, say) until the block ends."""
+        """Hold the file for this process (a dbt run, say) until the block ends. While another
+        process holds it, wait, saying so every `LOCK_LOG_SECONDS`, at most
+        `LOCK_TIMEOUT_SECONDS`."""
         self.database_file.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(f"{self.database_file}.lock", timeout=LOCK_TIMEOUT_SECONDS)
-        with lock:
+        lock = FileLock(f"{self.database_file}.lock")
+        started = time.monotonic()
+        while True:
+            try:
+                lock.acquire(timeout=LOCK_LOG_SECONDS)
+                break
+            except Timeout:
+                waited = time.monotonic() - started
+                if waited >= LOCK_TIMEOUT_SECONDS:
+                    raise WarehouseError(
+                        f"the DuckDB file {self.database_file} stayed in use by another process "
+                        f"for {waited:.0f}s"
+                    ) from None
+                dg.get_dagster_logger().info(
+                    f"waiting for the DuckDB file {self.database_file}: another process (a load, "
+                    f"the dbt build) has it ({waited:.0f}s so far)"
+                )
+        try:
             yield
+        finally:
+            lock.release()
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

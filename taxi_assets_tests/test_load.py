@@ -1,6 +1,7 @@
 """Loading partitions into real PostgreSQL through real Dagster runs."""
 
 import collections
+import logging
 import tempfile
 import threading
 
@@ -409,3 +410,33 @@ def test_the_shrink_guard_compares_loads_into_the_same_table_only(
         == -1
     )
     assert not again.success and "100 rows where its last load had 300" in failure_message(again)
+
+
+def test_a_load_waiting_for_the_duckdb_file_says_so(mirror, duckdb_warehouse, monkeypatch, caplog):
+    """Another process (here: a thread with the file lock) has the DuckDB file: the load waits
+    for it, saying so in its log, then loads."""
+    from taxi_assets import duckdb_warehouse as duckdb_module
+
+    monkeypatch.setattr(duckdb_module, "LOCK_LOG_SECONDS", 0.2)
+    caplog.set_level(logging.INFO)
+    write_month(mirror.directory, GREEN, JAN, 50)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_file() -> None:
+        with duckdb_warehouse.exclusive_access():
+            holding.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold_the_file)
+    holder.start()
+    holding.wait(timeout=60)
+    threading.Timer(1.5, release.set).start()
+    result = dg.materialize(
+        [load_taxi_trips],
+        partition_key=str(JAN.key),
+        resources={"source": mirror.source(), "warehouse": duckdb_warehouse},
+    )
+    holder.join()
+
+    assert result.success
+    assert f"waiting for the DuckDB file {duckdb_warehouse.database_file}" in caplog.text
