@@ -8,6 +8,7 @@ import time
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from taxi_assets import postgres
 from taxi_assets.partitions import TaxiPartition
@@ -115,11 +116,9 @@ def test_a_plain_kestra_table_keeps_working(mirror, load, db):
     assert check_results(result)["rows_match_source"].passed
 
 
-def test_two_runs_of_the_same_partition_at_once_queue(mirror, load, db, monkeypatch, caplog):
+def test_two_runs_of_the_same_partition_at_once_queue(mirror, load, db):
     """The partition's advisory lock: the second run waits for the first instead of dropping
-    its scratch tables or swapping a half-built partition in, and says that it waits."""
-    monkeypatch.setattr(postgres, "PARTITION_WAIT_LOG_SECONDS", 0.2)
-    caplog.set_level(logging.INFO)
+    its scratch tables or swapping a half-built partition in."""
     rows = write_month(mirror.directory, GREEN, JAN, 30_000, seed=4)
     results = []
 
@@ -140,9 +139,33 @@ def test_two_runs_of_the_same_partition_at_once_queue(mirror, load, db, monkeypa
     assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 30_000}
     ids = collections.Counter(r[0] for r in db.execute("SELECT unique_row_id FROM green_tripdata"))
     assert ids == collections.Counter(expected_unique_row_id(GREEN, row) for row in rows)
+
+
+def test_a_run_waiting_for_another_run_of_its_month_says_so(mirror, load, db, monkeypatch, caplog):
+    """Another session holds the month's advisory lock (as a run of it would): the load waits,
+    says so in its log, and loads once the lock is free."""
+    monkeypatch.setattr(postgres, "PARTITION_WAIT_LOG_SECONDS", 0.2)
+    caplog.set_level(logging.INFO)
+    write_month(mirror.directory, GREEN, JAN, 100)
+    key = postgres._lock_key(db.warehouse.target_schema, JAN.filename)
+    results = []
+    with psycopg.connect(**PG, dbname=db.warehouse.database, autocommit=True) as other_run:
+        other_run.execute(sql.SQL("SELECT pg_advisory_lock({})").format(key))
+        waiting = threading.Thread(target=lambda: results.append(load(str(JAN.key))))
+        waiting.start()
+        deadline = time.monotonic() + 60
+        while "waiting for another run of this month" not in caplog.text:
+            assert time.monotonic() < deadline, "the load did not say that it waits"
+            time.sleep(0.1)
+        loaded_meanwhile = db.table_exists("green_tripdata")  # the wait comes before all
+    waiting.join(timeout=120)
+
+    assert not loaded_meanwhile
     assert "green_tripdata_2019-01.csv: waiting for another run of this month to end" in (
         caplog.text
     )
+    assert results[0].success
+    assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 100}
 
 
 def test_an_open_write_on_one_colour_never_holds_a_load_of_the_other(mirror, load, db):
