@@ -69,16 +69,12 @@ class LoadConfig(dg.Config):
 SHRINK_LIMIT = 0.5
 
 
-def last_loaded(
-    instance: dg.DagsterInstance,
-    partition: TaxiPartition,
-    table: str,
-    name: str = "rows_in_table",
-    back: int = 0,
-) -> int | None:
-    """A number the partition's last load into `table` (`back` = 1: the one before) recorded:
-    `rows_in_table` it put in the table, `source_rows` its file had. Loads into another table
-    (another warehouse or schema, one Dagster home) do not count."""
+def recorded_by_loads(
+    instance: dg.DagsterInstance, partition: TaxiPartition, table: str, name: str
+) -> list[int | None]:
+    """A number the partition's loads into `table` recorded (`rows_in_table` they put in the
+    table, `source_rows` their file had), newest first. Loads into another table (another
+    warehouse or schema, one Dagster home) do not count."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=TRIPS, asset_partitions=[str(partition.key)]), limit=20
     ).records
@@ -88,9 +84,15 @@ def last_loaded(
         if record.asset_materialization is not None
         and _text_value(record.asset_materialization.metadata.get("dagster/table_name")) == table
     ]
-    if len(values) <= back or values[back] is None:
-        return None
-    return int(values[back].value)
+    return [None if value is None else int(value.value) for value in values]
+
+
+def last_loaded(
+    instance: dg.DagsterInstance, partition: TaxiPartition, table: str, name: str = "rows_in_table"
+) -> int | None:
+    """The number the partition's last load into `table` recorded (see `recorded_by_loads`)."""
+    values = recorded_by_loads(instance, partition, table, name)
+    return values[0] if values else None
 
 
 def _text_value(value: dg.MetadataValue | None) -> str | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from taxi_assets.assets import SHRINK_LIMIT, TRIPS, last_loaded
+from taxi_assets.assets import SHRINK_LIMIT, TRIPS, last_loaded, recorded_by_loads
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
 from taxi_assets.trip_schema import TRIP_SCHEMAS
 from taxi_assets.warehouse import TaxiWarehouse
@@ -53,9 +53,10 @@ def ids_in_other_files(context, partition: TaxiPartition, warehouse: TaxiWarehou
 
 
 def rows_against_previous_load(context, partition: TaxiPartition, warehouse) -> dict:
-    table = _table(partition, warehouse)
-    rows = last_loaded(context.instance, partition, table)
-    previous = last_loaded(context.instance, partition, table, back=1)
+    loads = recorded_by_loads(
+        context.instance, partition, _table(partition, warehouse), "rows_in_table"
+    )
+    rows, previous = [*loads, None, None][:2]
     return dict(
         passed=rows is None or not previous or rows >= previous * SHRINK_LIMIT,
         severity=dg.AssetCheckSeverity.WARN,

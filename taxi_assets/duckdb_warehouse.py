@@ -172,6 +172,11 @@ def _table_exists(connection: duckdb.DuckDBPyConnection, schema_name: str, table
     return found.fetchone()[0] > 0
 
 
+def text_literal(text: str) -> str:
+    """A string written into DuckDB SQL where no parameter can go (a view, a COPY's path)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def float_text_sql(column: str) -> str:
     """PostgreSQL's text of a DOUBLE. Both print the shortest digits that read back as the same
     number; where PostgreSQL writes them plain (exponent in [-4, 15)) DuckDB does too, but for a
@@ -277,10 +282,9 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
             self.execute(
                 f"INSERT INTO {self.main} ({columns}) {self.staging_select_sql()}", [filename]
             )
-            literal = "'" + filename.replace("'", "''") + "'"  # a view takes no parameters
-            self.execute(
+            self.execute(  # a view takes no parameters
                 f"CREATE TEMP VIEW {quote(self.staging_name)} AS "
-                f"SELECT * FROM {self.main} WHERE filename = {literal}"
+                f"SELECT * FROM {self.main} WHERE filename = {text_literal(filename)}"
             )
         except BaseException:
             self._roll_back()

@@ -98,9 +98,7 @@ class TaxiSource(dg.ConfigurableResource):
     def as_release_csv(
         self, fetched: FetchedFile, partition: TaxiPartition, download_dir: Path
     ) -> Path:
-        """The fetched file as the release's gzip CSV: itself, or a Parquet file written out."""
-        if not self.reads_parquet(partition):
-            return fetched.path
+        """The fetched TLC Parquet file written out as the release's gzip CSV."""
         from taxi_assets.tlc_parquet import write_release_csv
 
         out = download_dir / f"converted_{partition.source_filename}"

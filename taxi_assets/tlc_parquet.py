@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from taxi_assets.duckdb_warehouse import text_literal
 from taxi_assets.source import SourceError
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema
 
@@ -34,7 +35,7 @@ def write_release_csv(parquet: Path, schema: TripSchema, out: Path, name: str) -
     SourceError naming `name` and the column."""
     config = {"memory_limit": MEMORY_LIMIT, "threads": 2, "temp_directory": str(out.parent)}
     with duckdb.connect(config=config) as connection:
-        source = f"read_parquet({_literal(str(parquet))})"
+        source = f"read_parquet({text_literal(str(parquet))})"
         try:
             described = connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         except duckdb.Error as error:
@@ -45,7 +46,7 @@ def write_release_csv(parquet: Path, schema: TripSchema, out: Path, name: str) -
         plain = out.with_name(out.name.removesuffix(".gz"))
         try:
             connection.execute(
-                f"COPY (SELECT {values} FROM {source}) TO {_literal(str(plain))} "
+                f"COPY (SELECT {values} FROM {source}) TO {text_literal(str(plain))} "
                 "(FORMAT csv, HEADER)"
             )
         except duckdb.Error as error:
@@ -112,10 +113,6 @@ def _expected(type_: ColumnType) -> str:
         ColumnType.INTEGER: "a number",
         ColumnType.TEXT: "a number or text",
     }[type_]
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _reason(error: duckdb.Error) -> str:
