@@ -69,30 +69,36 @@ class LoadConfig(dg.Config):
 SHRINK_LIMIT = 0.5
 
 
-def recorded_by_loads(
-    instance: dg.DagsterInstance, partition: TaxiPartition, table: str, name: str
-) -> list[int | None]:
-    """A number the partition's loads into `table` recorded (`rows_in_table` they put in the
+def recorded_loads(
+    instance: dg.DagsterInstance, partition: TaxiPartition, table: str
+) -> list[dict[str, int]]:
+    """The numbers the partition's loads into `table` recorded (`rows_in_table` they put in the
     table, `source_rows` their file had), newest first. Loads into another table (another
     warehouse or schema, one Dagster home) do not count."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=TRIPS, asset_partitions=[str(partition.key)]), limit=20
     ).records
-    values = [
-        record.asset_materialization.metadata.get(name)
-        for record in records
-        if record.asset_materialization is not None
-        and _text_value(record.asset_materialization.metadata.get("dagster/table_name")) == table
+    return [
+        {
+            name: int(metadata[name].value)
+            for name in ("rows_in_table", "source_rows")
+            if metadata.get(name) is not None
+        }
+        for metadata in (
+            record.asset_materialization.metadata
+            for record in records
+            if record.asset_materialization is not None
+        )
+        if _text_value(metadata.get("dagster/table_name")) == table
     ]
-    return [None if value is None else int(value.value) for value in values]
 
 
 def last_loaded(
     instance: dg.DagsterInstance, partition: TaxiPartition, table: str, name: str = "rows_in_table"
 ) -> int | None:
-    """The number the partition's last load into `table` recorded (see `recorded_by_loads`)."""
-    values = recorded_by_loads(instance, partition, table, name)
-    return values[0] if values else None
+    """The number the partition's last load into `table` recorded (see `recorded_loads`)."""
+    loads = recorded_loads(instance, partition, table)
+    return loads[0].get(name) if loads else None
 
 
 def _text_value(value: dg.MetadataValue | None) -> str | None:
@@ -285,7 +291,8 @@ def _preview(
     warehouse can read them cheaply). The load has committed by now: a preview that cannot be
     read is left out, never a reason to fail (and retry) the load."""
     try:
-        rows = warehouse.preview_rows(schema, filename, PREVIEW_ROWS)
+        with warehouse.reading() as trips:
+            rows = trips.preview_rows(schema, filename, PREVIEW_ROWS)
     except Exception as error:  # a cosmetic extra: any failure only costs the preview
         dg.get_dagster_logger().warning(f"{filename}: no preview ({type(error).__name__})")
         return {}

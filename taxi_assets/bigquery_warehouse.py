@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 
 import dagster as dg
 import google.auth
@@ -31,6 +32,7 @@ from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouse import (
     MergedPartition,
@@ -172,19 +174,26 @@ class BigQueryWarehouse(TaxiWarehouse):
             load.ensure_tables()
             yield load
 
-    def preview_rows(self, schema: TripSchema, filename: str, limit: int) -> None:
-        """No preview: BigQuery bills a SELECT of every column as a scan of the whole table,
-        whatever its LIMIT."""
-        return None
+    @contextmanager
+    def reading(self) -> Iterator[TripQueries]:
+        """One client for the block, and no previews: BigQuery bills a SELECT of every column as
+        a scan of the whole table, whatever its LIMIT."""
+        with self.clients() as (bq, _):
+            yield TripQueries(partial(self._query_on, bq), self.column_names, previews=False)
 
     def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
         with self.clients() as (bq, _):
-            try:
-                bq.get_table(self.qualified_table(schema.table))
-            except NotFound:
-                return []
-            sql = query.replace("%s", "?").format(table=self.table_id(schema.table))
-            return [tuple(row.values()) for row in run_query(bq, sql, params)]
+            return self._query_on(bq, schema, query, params)
+
+    def _query_on(
+        self, bq: bigquery.Client, schema: TripSchema, query: str, params: Sequence[object]
+    ) -> list[tuple]:
+        try:
+            bq.get_table(self.qualified_table(schema.table))
+        except NotFound:
+            return []
+        sql = query.replace("%s", "?").format(table=self.table_id(schema.table))
+        return [tuple(row.values()) for row in run_query(bq, sql, params)]
 
 
 def _parameter(value: object) -> bigquery.ScalarQueryParameter:

@@ -7,26 +7,46 @@ are blocking (a failure stops what depends on the table); the other two report.
 
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
 
 import dagster as dg
 
-from taxi_assets.assets import SHRINK_LIMIT, TRIPS, last_loaded, recorded_by_loads
+from taxi_assets.assets import SHRINK_LIMIT, TRIPS, recorded_loads
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
-from taxi_assets.trip_schema import TRIP_SCHEMAS
+from taxi_assets.trip_queries import TripQueries
+from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
 from taxi_assets.warehouse import TaxiWarehouse
 
 OVERLAP_SAMPLE = 10
 
-CheckFunction = Callable[[dg.AssetCheckExecutionContext, TaxiPartition, TaxiWarehouse], dict]
+
+@dataclass
+class CheckedPartition:
+    """What the checks of one partition share: its table's queries, on one connection, and the
+    loads the event log recorded, read once."""
+
+    context: dg.AssetCheckExecutionContext
+    partition: TaxiPartition
+    trips: TripQueries
+    table: str  # the qualified name the loads recorded as `dagster/table_name`
+
+    @property
+    def schema(self) -> TripSchema:
+        return TRIP_SCHEMAS[self.partition.taxi]
+
+    @cached_property
+    def loads(self) -> list[dict[str, int]]:
+        """The partition's loads into this table, newest first (`recorded_loads`)."""
+        return recorded_loads(self.context.instance, self.partition, self.table)
 
 
-def _table(partition: TaxiPartition, warehouse: TaxiWarehouse) -> str:
-    return warehouse.qualified_table(TRIP_SCHEMAS[partition.taxi].table)
+CheckFunction = Callable[[CheckedPartition], dict]
 
 
-def rows_match_source(context, partition: TaxiPartition, warehouse: TaxiWarehouse) -> dict:
-    expected = last_loaded(context.instance, partition, _table(partition, warehouse), "source_rows")
-    loaded = warehouse.count_file_rows(TRIP_SCHEMAS[partition.taxi], partition.filename)
+def rows_match_source(checked: CheckedPartition) -> dict:
+    expected = checked.loads[0].get("source_rows") if checked.loads else None
+    loaded = checked.trips.count_file_rows(checked.schema, checked.partition.filename)
     return dict(
         passed=expected is not None and loaded == expected,
         metadata={"source_rows": expected if expected is not None else -1, "loaded_rows": loaded},
@@ -34,13 +54,13 @@ def rows_match_source(context, partition: TaxiPartition, warehouse: TaxiWarehous
     )
 
 
-def filename_not_null(context, partition: TaxiPartition, warehouse: TaxiWarehouse) -> dict:
-    nulls = warehouse.count_null_filenames(TRIP_SCHEMAS[partition.taxi])
+def filename_not_null(checked: CheckedPartition) -> dict:
+    nulls = checked.trips.count_null_filenames(checked.schema)
     return dict(passed=nulls == 0, metadata={"rows_without_filename": nulls})
 
 
-def ids_in_other_files(context, partition: TaxiPartition, warehouse: TaxiWarehouse) -> dict:
-    overlap = warehouse.ids_in_other_files(TRIP_SCHEMAS[partition.taxi], partition, OVERLAP_SAMPLE)
+def ids_in_other_files(checked: CheckedPartition) -> dict:
+    overlap = checked.trips.ids_in_other_files(checked.schema, checked.partition, OVERLAP_SAMPLE)
     sample = "\n".join(f"{row_id}  {other}" for row_id, other in overlap.sample)
     return dict(
         passed=overlap.ids == 0,
@@ -52,11 +72,8 @@ def ids_in_other_files(context, partition: TaxiPartition, warehouse: TaxiWarehou
     )
 
 
-def rows_against_previous_load(context, partition: TaxiPartition, warehouse) -> dict:
-    loads = recorded_by_loads(
-        context.instance, partition, _table(partition, warehouse), "rows_in_table"
-    )
-    rows, previous = [*loads, None, None][:2]
+def rows_against_previous_load(checked: CheckedPartition) -> dict:
+    rows, previous = [*(load.get("rows_in_table") for load in checked.loads[:2]), None, None][:2]
     return dict(
         passed=rows is None or not previous or rows >= previous * SHRINK_LIMIT,
         severity=dg.AssetCheckSeverity.WARN,
@@ -113,11 +130,14 @@ def taxi_trip_checks_op(
     context: dg.AssetCheckExecutionContext, warehouse: TaxiWarehouse
 ) -> Iterator[dg.AssetCheckResult]:
     partition = TaxiPartition.from_key(context.partition_key)
-    for key in sorted(context.selected_asset_check_keys, key=lambda k: list(CHECKS).index(k.name)):
-        check = CHECKS[key.name][0]
-        yield dg.AssetCheckResult(
-            asset_key=TRIPS, check_name=key.name, **check(context, partition, warehouse)
-        )
+    table = warehouse.qualified_table(TRIP_SCHEMAS[partition.taxi].table)
+    with warehouse.reading() as trips:
+        checked = CheckedPartition(context, partition, trips, table)
+        for key in sorted(
+            context.selected_asset_check_keys, key=lambda k: list(CHECKS).index(k.name)
+        ):
+            check = CHECKS[key.name][0]
+            yield dg.AssetCheckResult(asset_key=TRIPS, check_name=key.name, **check(checked))
 
 
 taxi_trip_checks = [taxi_trip_checks_op]

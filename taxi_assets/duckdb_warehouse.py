@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -27,6 +28,7 @@ from taxi_assets.float_text import postgres_float_text
 from taxi_assets.partition_load import SqlPartitionLoad
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouse import MergedPartition, PartitionLoad, TaxiWarehouse, WarehouseError
 
@@ -153,15 +155,28 @@ class DuckDBWarehouse(TaxiWarehouse):
         return TABLE_TYPES
 
     def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
-        if not self.database_file.exists():
-            return []  # nothing loaded yet
+        with self.reading() as trips:
+            return trips.query(schema, query, params)
+
+    @contextmanager
+    def reading(self) -> Iterator[TripQueries]:
+        if not self.database_file.exists():  # nothing loaded yet
+            yield TripQueries(lambda schema, query, params: [], self.column_names)
+            return
         with self.connect() as connection:
-            if not _table_exists(connection, self.target_schema, schema.table):
-                return []
-            table = f"{quote(self.target_schema)}.{quote(schema.table)}"
-            return connection.execute(
-                query.replace("%s", "?").format(table=table), params
-            ).fetchall()
+            yield TripQueries(partial(self._query_on, connection), self.column_names)
+
+    def _query_on(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        schema: TripSchema,
+        query: str,
+        params: Sequence[object],
+    ) -> list[tuple]:
+        if not _table_exists(connection, self.target_schema, schema.table):
+            return []
+        table = f"{quote(self.target_schema)}.{quote(schema.table)}"
+        return connection.execute(query.replace("%s", "?").format(table=table), params).fetchall()
 
 
 def _table_exists(connection: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> bool:

@@ -10,8 +10,9 @@ and those rows are few (a few in a thousand). The rows worth comparing with this
 
 Rows outside their month or on its first or last day are where such pickups fall: PostgreSQL keeps
 them in a small index per partition (`month_edges` below), so each question here is answered from
-those indexes, this file's own rows, and only rarely a scan of one neighbouring month. The cost
-does not grow with the table. The SQL runs unchanged on every warehouse.
+those indexes, pickup by pickup on both sides, and only rarely a scan of one month (another file's
+trip in the middle of a month). The cost does not grow with the table, nor with the month's own
+size. The SQL runs unchanged on every warehouse.
 """
 
 import calendar
@@ -87,17 +88,33 @@ def overlap_sql(
                 )
             )
     union = " UNION ALL ".join(
-        f"SELECT unique_row_id, filename FROM {{table}} WHERE {condition}"
+        f"SELECT unique_row_id, filename, {pickup} AS pickup FROM {{table}} WHERE {condition}"
         for condition, _ in others
     )
+    # This file's rows that may share an id with one of `others` share its pickup too. Where
+    # that pickup falls in this file's month-edges index (outside the month, on its first or
+    # last day, or missing), they are looked up there, pickup by pickup; for a mid-month pickup
+    # (an anomaly: another file's trip in the middle of this file's month) the file is scanned,
+    # and only when there is such a pickup.
+    first_day_end, last_day_start = partition.month_edges
+    edges = f"({pickup} < %s OR {pickup} >= %s)"
+    mid = f"{pickup} >= %s AND {pickup} < %s"
+    mine = (
+        f"SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {edges} "
+        "AND {pickup} IN (SELECT pickup FROM others) "
+        f"UNION ALL SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {pickup} IS NULL "
+        f"UNION ALL SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {mid} "
+        f"AND {pickup} IN (SELECT pickup FROM others WHERE pickup >= %s AND pickup < %s)"
+    ).replace("{pickup}", pickup)
+    edge_days = [first_day_end, last_day_start]
+    mine_params = [this_file, *edge_days, this_file, this_file, *edge_days, *edge_days]
     query = (
         f"WITH this_outside AS (SELECT {pickup} AS pickup FROM {{table}} "
         f"WHERE filename = %s AND NOT ({inside})), "
         f"others AS ({union}), "
-        # One pass over this file's rows, each id looked up among the few others.
+        f"mine AS ({mine}), "
         "pairs AS (SELECT DISTINCT unique_row_id, filename FROM others "
-        "WHERE unique_row_id IN (SELECT unique_row_id FROM {table} WHERE filename = %s "
-        "AND unique_row_id IN (SELECT unique_row_id FROM others))) "
+        "WHERE unique_row_id IN (SELECT unique_row_id FROM mine)) "
         "SELECT (SELECT count(DISTINCT unique_row_id) FROM pairs), unique_row_id, filename "
         "FROM pairs ORDER BY 2, 3 LIMIT %s"
     )
@@ -105,7 +122,7 @@ def overlap_sql(
         this_file,
         *partition.month_bounds,
         *(value for _, values in others for value in values),
-        this_file,
+        *mine_params,
         limit,
     ]
     return query, params

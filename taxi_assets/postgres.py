@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 
 import dagster as dg
 import psycopg
@@ -34,6 +35,7 @@ from taxi_assets.parallel_copy import copy_in_parallel
 from taxi_assets.partition_load import SqlPartitionLoad
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouse import (
     MergedPartition,
@@ -140,10 +142,24 @@ class PostgresWarehouse(TaxiWarehouse):
 
     def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
         with self.connect() as connection:
-            if not _table_exists(connection, self.target_schema, schema.table):
-                return []
-            table = sql.Identifier(self.target_schema, schema.table)
-            return connection.execute(sql.SQL(query).format(table=table), params).fetchall()
+            return self._query_on(connection, schema, query, params)
+
+    @contextmanager
+    def reading(self) -> Iterator[TripQueries]:
+        with self.connect() as connection:
+            yield TripQueries(partial(self._query_on, connection), self.column_names)
+
+    def _query_on(
+        self,
+        connection: psycopg.Connection,
+        schema: TripSchema,
+        query: str,
+        params: Sequence[object],
+    ) -> list[tuple]:
+        if not _table_exists(connection, self.target_schema, schema.table):
+            return []
+        table = sql.Identifier(self.target_schema, schema.table)
+        return connection.execute(sql.SQL(query).format(table=table), params).fetchall()
 
 
 # Connection errors that a setting fixes, by the server's words (libpq gives no SQLSTATE for

@@ -12,16 +12,17 @@ import pandas as pd
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import load_env_file, warehouse_from_env
+from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS
-from taxi_assets.warehouse import TaxiWarehouse, WarehouseError
+from taxi_assets.warehouse import WarehouseError
 
 ZONES = Path(__file__).parent.parent / "dbt_project" / "seeds" / "taxi_zone_lookup.csv"
 
 
-def top_pickup_zones(warehouse: TaxiWarehouse, partition: TaxiPartition, limit: int = 5):
+def top_pickup_zones(trips: TripQueries, partition: TaxiPartition, limit: int = 5):
     schema = TRIP_SCHEMAS[partition.taxi]
     revenue = pd.DataFrame(
-        warehouse.revenue_by_pickup_location(schema, partition.filename, limit),
+        trips.revenue_by_pickup_location(schema, partition.filename, limit),
         columns=["locationid", "trips", "revenue"],
     )
     zones = pd.read_csv(ZONES, dtype={"locationid": str})
@@ -52,11 +53,12 @@ def main(key: str) -> int:
     schema = TRIP_SCHEMAS[partition.taxi]
     table = warehouse.qualified_table(schema.table)
     try:
-        rows = warehouse.count_file_rows(schema, partition.filename)
-        if not rows:
-            print(f"{partition.key} is not loaded: no rows of {partition.filename} in {table}")
-            return 1
-        top = top_pickup_zones(warehouse, partition)
+        with warehouse.reading() as trips:
+            rows = trips.count_file_rows(schema, partition.filename)
+            if not rows:
+                print(f"{partition.key} is not loaded: no rows of {partition.filename} in {table}")
+                return 1
+            top = top_pickup_zones(trips, partition)
     except WarehouseError as error:
         print(error, file=sys.stderr)
         return 1

@@ -6,15 +6,15 @@ whatever that file loaded before in one transaction. Checks ask the questions be
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import dagster as dg
 
-from taxi_assets.id_overlap import neighbour_months, outside_pickup_days_sql, overlap_sql
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import TripCsv
+from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import ColumnType, TripSchema
 
 
@@ -101,59 +101,18 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
         """Run `query` on the schema's main table (`{table}` in the text, `%s` parameters), with
         the identifier quoted by the warehouse's driver. No table yet: no rows."""
 
+    @contextmanager
+    def reading(self) -> Iterator[TripQueries]:
+        """The questions of `trip_queries.py`, answered on one connection for the whole block
+        where the warehouse has connections; here, each query as `query` runs it."""
+        yield TripQueries(self.query, self.column_names)
+
+    def column_names(self, schema: TripSchema) -> list[str]:
+        return [name for name, _ in self.column_types(schema)]
+
     def column_types(self, schema: TripSchema) -> list[tuple[str, str]]:
         """The main table's columns and their types in this warehouse."""
         text = self.table_types[ColumnType.TEXT]
         return [("unique_row_id", text), ("filename", text)] + [
             (column.name.lower(), self.table_types[column.type]) for column in schema.columns
         ]
-
-    def count_file_rows(self, schema: TripSchema, filename: str) -> int:
-        """Rows in the main table loaded from `filename`."""
-        rows = self.query(schema, "SELECT count(*) FROM {table} WHERE filename = %s", [filename])
-        return rows[0][0] if rows else 0
-
-    def preview_rows(self, schema: TripSchema, filename: str, limit: int) -> list[tuple] | None:
-        """Up to `limit` of `filename`'s rows, in `column_types` order (None: no cheap way)."""
-        columns = ", ".join(name for name, _ in self.column_types(schema))
-        return self.query(
-            schema,
-            f"SELECT {columns} FROM {{table}} WHERE filename = %s LIMIT %s",
-            [filename, limit],
-        )
-
-    def count_null_filenames(self, schema: TripSchema) -> int:
-        """Rows in the main table without a `filename`."""
-        rows = self.query(schema, "SELECT count(*) FROM {table} WHERE filename IS NULL", [])
-        return rows[0][0] if rows else 0
-
-    def revenue_by_pickup_location(
-        self, schema: TripSchema, filename: str, limit: int
-    ) -> list[tuple[str, int, float]]:
-        """(PULocationID, trips, sum of total_amount) of `filename`'s rows, top `limit`."""
-        return self.query(
-            schema,
-            "SELECT pulocationid, count(*), sum(total_amount) FROM {table} WHERE filename = %s "
-            "GROUP BY 1 ORDER BY 3 DESC NULLS LAST LIMIT %s",
-            [filename, limit],
-        )
-
-    def ids_in_other_files(
-        self, schema: TripSchema, partition: TaxiPartition, limit: int
-    ) -> "IdOverlap":
-        """Ids of the partition's rows that rows of other files carry too (`id_overlap.py`)."""
-        pickup = schema.pickup.lower()
-        days = self.query(
-            schema,
-            outside_pickup_days_sql(pickup),
-            [partition.filename, *partition.month_bounds],
-        )
-        query, params = overlap_sql(pickup, partition, neighbour_months(partition, days), limit)
-        rows = self.query(schema, query, params)
-        return IdOverlap(ids=rows[0][0] if rows else 0, sample=[(r[1], r[2]) for r in rows])
-
-
-@dataclass(frozen=True)
-class IdOverlap:
-    ids: int  # distinct ids of this file also present under another filename
-    sample: list[tuple[str, str]]  # (unique_row_id, other filename)

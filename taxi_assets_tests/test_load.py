@@ -231,6 +231,7 @@ def test_checks_pass_and_report_ids_shared_with_other_files(mirror, load, db):
         "2019-01-15 10:00:00",  # February repeats a mid-January trip
         "2019-01-31 23:50:00",  # ... a trip of January's last day
         "2019-02-01 00:05:00",  # January holds a February trip that February has too
+        "2019-02-14 12:00:00",  # ... a mid-February one
         "2019-03-10 08:00:00",  # both hold a March trip (March is not loaded)
         "",  # both hold the same trip without a pickup time
     ],

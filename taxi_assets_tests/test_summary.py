@@ -23,7 +23,8 @@ def test_top_pickup_zones_of_the_real_month(mirror, load, warehouse):
     path = mirror.put_gz(partition, real_sample("green_tripdata_2020-10.csv.gz"))
     load("2020-10|green")
 
-    top = top_pickup_zones(warehouse, partition, limit=3)
+    with warehouse.reading() as trips:
+        top = top_pickup_zones(trips, partition, limit=3)
 
     revenue, trips = collections.Counter(), collections.Counter()
     with gzip.open(path, "rt", newline="") as file:
