@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from load_benchmark import PG, Table, generate_month  # noqa: E402
 
 from taxi_assets.assets import load_taxi_trips  # noqa: E402
-from taxi_assets.duckdb_warehouse import DuckDBWarehouse  # noqa: E402
 from taxi_assets.partitions import TaxiPartition  # noqa: E402
-from taxi_assets.postgres import PostgresWarehouse  # noqa: E402
 from taxi_assets.resources import TaxiSource  # noqa: E402
 from taxi_assets.trip_schema import GREEN, YELLOW  # noqa: E402
-from taxi_assets.warehouse import TaxiWarehouse  # noqa: E402
+from taxi_assets.warehouses.base import TaxiWarehouse  # noqa: E402
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse  # noqa: E402
+from taxi_assets.warehouses.postgres import PostgresWarehouse  # noqa: E402
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 DBT_DIR = ROOT / "dbt_project"
@@ -135,7 +135,7 @@ def main() -> None:
     try:
         postgres = PostgresWarehouse(
             host=PG["host"], port=PG["port"], user=PG["user"], password=PG["password"],
-            database=PG["dbname"], target_schema=schema,
+            database=PG["dbname"], sql_schema=schema,
         )  # fmt: skip
         env = {
             "TAXI_WAREHOUSE": "postgres",

@@ -24,7 +24,7 @@ from taxi_assets.progress import Progress, Transfer
 from taxi_assets.resources import TaxiSource, warehouse_kind
 from taxi_assets.source import SourceError, SourceUnavailable, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
-from taxi_assets.warehouse import (
+from taxi_assets.warehouses.base import (
     MergedPartition,
     StagedPartition,
     TaxiWarehouse,

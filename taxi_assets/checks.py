@@ -14,9 +14,9 @@ import dagster as dg
 
 from taxi_assets.assets import SHRINK_LIMIT, TRIPS, recorded_loads
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
-from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
-from taxi_assets.warehouse import TaxiWarehouse
+from taxi_assets.warehouses.base import TaxiWarehouse
+from taxi_assets.warehouses.trip_queries import TripQueries
 
 OVERLAP_SAMPLE = 10
 

@@ -35,9 +35,9 @@ from dagster_dbt import (
 )
 
 from taxi_assets.assets import TRIPS, WAREHOUSE_KIND
-from taxi_assets.duckdb_warehouse import DEFAULT_PATH, resolve_path
 from taxi_assets.partitions import TaxiPartition, month_dimension
-from taxi_assets.warehouse import TaxiWarehouse
+from taxi_assets.warehouses.base import TaxiWarehouse
+from taxi_assets.warehouses.duckdb import DEFAULT_PATH, resolve_path
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DBT_GROUP = "taxi_dbt"

@@ -24,7 +24,7 @@ def _warehouse_jobs() -> list[dg.JobDefinition]:
     """The setup job exists for the cloud warehouse only (and only it imports Google's code)."""
     if WAREHOUSE.kind != "bigquery":
         return []
-    from taxi_assets.bigquery_warehouse import gcp_setup_job
+    from taxi_assets.warehouses.bigquery import gcp_setup_job
 
     return [gcp_setup_job]
 

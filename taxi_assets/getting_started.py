@@ -22,8 +22,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from taxi_assets.duckdb_warehouse import DuckDBWarehouse, quote
 from taxi_assets.source import SourceError, SourceUnavailable, fetch, redact_url
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse, quote
 
 GROUP = "getting_started"
 DEFAULT_PRODUCTS_URL = "https://dummyjson.com/products"

@@ -1,5 +1,5 @@
 """The load as a job, for schedules, sensors and the launchpad. (BigQuery's setup job lives in
-`bigquery_warehouse.py`: only that warehouse imports Google's libraries.)"""
+`warehouses/bigquery.py`: only that warehouse imports Google's libraries.)"""
 
 import dagster as dg
 

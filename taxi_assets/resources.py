@@ -27,7 +27,7 @@ from taxi_assets.source import (
     source_url,
 )
 from taxi_assets.trip_schema import TRIP_SCHEMAS
-from taxi_assets.warehouse import TaxiWarehouse
+from taxi_assets.warehouses.base import TaxiWarehouse
 
 SOURCE_KINDS = ("auto", "release", "tlc")
 
@@ -119,7 +119,7 @@ def _env(name: str, default: object, as_int: bool = False) -> object:
 
 
 def postgres_from_env() -> TaxiWarehouse:
-    from taxi_assets.postgres import PostgresWarehouse
+    from taxi_assets.warehouses.postgres import PostgresWarehouse
 
     return PostgresWarehouse(
         host=_env("PGHOST", "localhost"),
@@ -127,21 +127,21 @@ def postgres_from_env() -> TaxiWarehouse:
         user=_env("PGUSER", "postgres"),
         password=_env("PGPASSWORD", None),
         database=_env("PGDATABASE", "postgres"),
-        target_schema=_env("TAXI_PG_SCHEMA", "public"),
+        sql_schema=_env("TAXI_PG_SCHEMA", "public"),
     )
 
 
 def duckdb_from_env() -> TaxiWarehouse:
-    from taxi_assets.duckdb_warehouse import DEFAULT_PATH, DEFAULT_SCHEMA, DuckDBWarehouse
+    from taxi_assets.warehouses.duckdb import DEFAULT_PATH, DEFAULT_SCHEMA, DuckDBWarehouse
 
     return DuckDBWarehouse(
         path=_env("TAXI_DUCKDB_PATH", str(DEFAULT_PATH)),
-        target_schema=_env("TAXI_DUCKDB_SCHEMA", DEFAULT_SCHEMA),
+        sql_schema=_env("TAXI_DUCKDB_SCHEMA", DEFAULT_SCHEMA),
     )
 
 
 def bigquery_from_env() -> TaxiWarehouse:
-    from taxi_assets.bigquery_warehouse import BigQueryWarehouse
+    from taxi_assets.warehouses.bigquery import BigQueryWarehouse
 
     return BigQueryWarehouse(
         project=_env("GCP_PROJECT_ID", ""),

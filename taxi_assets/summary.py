@@ -12,9 +12,9 @@ import pandas as pd
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import load_env_file, warehouse_from_env
-from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS
-from taxi_assets.warehouse import WarehouseError
+from taxi_assets.warehouses.base import WarehouseError
+from taxi_assets.warehouses.trip_queries import TripQueries
 
 ZONES = Path(__file__).parent.parent / "dbt_project" / "seeds" / "taxi_zone_lookup.csv"
 

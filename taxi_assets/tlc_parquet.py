@@ -18,9 +18,9 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_assets.duckdb_warehouse import text_literal
 from taxi_assets.source import SourceError
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema
+from taxi_assets.warehouses.duckdb import text_literal
 
 NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                 "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL")  # fmt: skip

@@ -2,7 +2,7 @@
 
 Each colour is a `TripSchema`: the CSV header in file order with a logical type per column, and
 which columns hold the pickup and dropoff times. Warehouses map the logical types to their own
-(`postgres.py` uses the Kestra DDL's types); the load code never branches on the colour.
+(`warehouses/postgres.py` uses the Kestra DDL's types); the load code never branches on the colour.
 """
 
 from dataclasses import dataclass

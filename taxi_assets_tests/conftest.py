@@ -20,11 +20,11 @@ import pytest
 
 from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import taxi_trip_checks
-from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.postgres import PostgresWarehouse
 from taxi_assets.resources import TaxiSource
-from taxi_assets.warehouse import TaxiWarehouse
+from taxi_assets.warehouses.base import TaxiWarehouse
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
+from taxi_assets.warehouses.postgres import PostgresWarehouse
 
 pytest_plugins = ["taxi_assets_tests.gcp_emulators"]
 
@@ -100,7 +100,7 @@ def postgres_warehouse(test_database: str) -> Iterator[PostgresWarehouse]:
         user=PG["user"],
         password=PG["password"],
         database=test_database,
-        target_schema=schema_name,
+        sql_schema=schema_name,
     )
     with psycopg.connect(dbname=test_database, autocommit=True, **PG) as connection:
         connection.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
@@ -144,8 +144,8 @@ class Db:
         if isinstance(warehouse, PostgresWarehouse):
             self._postgres = psycopg.connect(dbname=warehouse.database, autocommit=True, **PG)
             self._postgres.execute(
-                f'SET search_path = "{warehouse.target_schema}", '
-                f'"{dbt_schema(warehouse.target_schema)}", public'
+                f'SET search_path = "{warehouse.sql_schema}", '
+                f'"{dbt_schema(warehouse.sql_schema)}", public'
             )
 
     def execute(self, query: str, params: tuple | list = ()) -> Rows:
@@ -155,7 +155,7 @@ class Db:
         with self.warehouse.connect() as connection:
             # The trip tables' schema, then the dbt models' (TAXI_DBT_SCHEMA's default), where
             # they exist (DuckDB refuses a search path with a missing schema).
-            schemas = [self.warehouse.target_schema, "taxi_models"]
+            schemas = [self.warehouse.sql_schema, "taxi_models"]
             found = connection.execute(
                 "SELECT schema_name FROM duckdb_schemas() WHERE schema_name IN (?, ?)", schemas
             ).fetchall()
@@ -175,7 +175,7 @@ class Db:
             self.execute(
                 "SELECT count(*) FROM information_schema.tables "
                 "WHERE table_schema = %s AND table_name = %s",
-                (self.warehouse.target_schema, table),
+                (self.warehouse.sql_schema, table),
             ).fetchone()[0]
             > 0
         )

@@ -22,7 +22,7 @@ from bqemulator.storage import engine as _engine
 from bqemulator.storage.sql_identifiers import quoted_table_ref
 from sqlglot import exp
 
-from taxi_assets.bigquery_warehouse import BigQueryWarehouse
+from taxi_assets.warehouses.bigquery import BigQueryWarehouse
 
 _load_spatial = _engine.DuckDBEngine._load_spatial
 

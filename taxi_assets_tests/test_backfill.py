@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from taxi_assets.assets import TRIPS
-from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets_tests.conftest import PG, Db, Mirror, postgres_env
 from taxi_assets_tests.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
 from taxi_assets_tests.helpers import fingerprint, rows_per_file

@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.postgres import PostgresWarehouse
 from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets.warehouses.postgres import PostgresWarehouse
 from taxi_assets_tests.conftest import PG, WAREHOUSES, Db, any_warehouse
 from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists
 from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
@@ -260,13 +260,13 @@ def test_a_postgres_setting_to_fix_fails_at_once_and_says_which(mirror, setting,
 def test_a_schema_the_user_may_not_create_in_is_named(mirror, postgres_warehouse):
     """A role without the CREATE privilege: not retried, one line naming user, schema and fix."""
     write_month(mirror.directory, GREEN, JAN, 10)
-    role = f"reader_{postgres_warehouse.target_schema}"
+    role = f"reader_{postgres_warehouse.sql_schema}"
     admin = Db(postgres_warehouse).postgres
     admin.execute(f'CREATE ROLE "{role}" LOGIN')  # may connect, may not create a schema
     try:
         reader = PostgresWarehouse(
             host=PG["host"], port=PG["port"], user=role,
-            database=postgres_warehouse.database, target_schema=postgres_warehouse.target_schema,
+            database=postgres_warehouse.database, sql_schema=postgres_warehouse.sql_schema,
         )  # fmt: skip
         from taxi_assets.assets import load_taxi_trips
 
@@ -281,5 +281,5 @@ def test_a_schema_the_user_may_not_create_in_is_named(mirror, postgres_warehouse
 
     message = failure_message(result)
     assert not message.startswith("Exceeded max_retries")
-    assert f"PostgreSQL user '{role}' may not do this in schema '{reader.target_schema}'" in message
+    assert f"PostgreSQL user '{role}' may not do this in schema '{reader.sql_schema}'" in message
     assert "permission denied" in message and "grant it the privilege" in message

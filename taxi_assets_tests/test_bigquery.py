@@ -10,15 +10,15 @@ from dagster_dbt import DbtCliResource
 from sqlglot import exp
 
 from taxi_assets.assets import load_taxi_trips
-from taxi_assets.bigquery_warehouse import (
-    BigQueryWarehouse,
-    _BigQueryPartitionLoad,
-    gcp_setup_job,
-)
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.dbt_models import dbt_project, taxi_dbt_models, taxi_dbt_months
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW, TripSchema
+from taxi_assets.warehouses.bigquery import (
+    BigQueryWarehouse,
+    _BigQueryPartitionLoad,
+    gcp_setup_job,
+)
 from taxi_assets_tests.dagster_dev import free_port as closed_port
 from taxi_assets_tests.helpers import check_results, failure_message, metadata
 from taxi_assets_tests.synthetic import write_month

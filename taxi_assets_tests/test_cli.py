@@ -36,7 +36,7 @@ def _env(warehouse, mirror, dagster_home: Path) -> dict[str, str]:
     dagster_home.mkdir(exist_ok=True)
     return {
         **os.environ,
-        **postgres_env(warehouse.database, warehouse.target_schema),
+        **postgres_env(warehouse.database, warehouse.sql_schema),
         "DAGSTER_HOME": str(dagster_home),
         "TAXI_SOURCE_URL": mirror.url,
     }
@@ -83,7 +83,7 @@ def test_kill_9_mid_load_leaves_no_partial_partition(mirror, warehouse, db, tmp_
 
     long_reader = psycopg.connect(dbname=warehouse.database, **PG)
     if kill_during == "ALTER TABLE":
-        long_reader.execute(f'SELECT count(*) FROM "{warehouse.target_schema}".green_tripdata')
+        long_reader.execute(f'SELECT count(*) FROM "{warehouse.sql_schema}".green_tripdata')
     run = subprocess.Popen(
         [*MATERIALIZE, "2019-01|green"],
         env=env,
@@ -199,7 +199,7 @@ def test_make_demo_the_cli_and_make_dev_share_the_project_home(mirror, warehouse
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-02"), 321)
     env = {
         **{name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"},
-        **postgres_env(warehouse.database, warehouse.target_schema),
+        **postgres_env(warehouse.database, warehouse.sql_schema),
         "TAXI_SOURCE_URL": mirror.url,
     }
 

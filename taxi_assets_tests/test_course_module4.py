@@ -14,9 +14,9 @@ from dagster_dbt import DbtCliResource
 
 from taxi_assets.assets import load_taxi_trips
 from taxi_assets.dbt_models import dbt_project, taxi_dbt_models, taxi_dbt_months
-from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import duckdb_from_env
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets_tests.conftest import Db, real_sample
 
 DBT = Path(sys.executable).parent / "dbt"
@@ -79,9 +79,9 @@ def default_duckdb(tmp_path, monkeypatch):
     for name in ("TAXI_DUCKDB_PATH", "TAXI_DUCKDB_SCHEMA", "TAXI_DBT_SCHEMA"):
         monkeypatch.delenv(name, raising=False)
     default = duckdb_from_env()
-    assert (Path(default.path).name, default.target_schema) == ("taxi_rides_ny.duckdb", "prod")
+    assert (Path(default.path).name, default.sql_schema) == ("taxi_rides_ny.duckdb", "prod")
     warehouse = DuckDBWarehouse(
-        path=str(tmp_path / Path(default.path).name), target_schema=default.target_schema
+        path=str(tmp_path / Path(default.path).name), sql_schema=default.sql_schema
     )
     monkeypatch.setenv("TAXI_WAREHOUSE", "duckdb")
     monkeypatch.setenv("TAXI_DUCKDB_PATH", warehouse.path)

@@ -27,9 +27,9 @@ from taxi_assets.dbt_models import (
     taxi_dbt_models,
     taxi_dbt_months,
 )
-from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse, postgres_env
 from taxi_assets_tests.synthetic import (
     csv_lines,
@@ -57,7 +57,7 @@ def dbt_env(monkeypatch, warehouse):
     if isinstance(warehouse, DuckDBWarehouse):
         monkeypatch.setenv("TAXI_DUCKDB_PATH", str(warehouse.database_file))
         return
-    for name, value in postgres_env(warehouse.database, warehouse.target_schema).items():
+    for name, value in postgres_env(warehouse.database, warehouse.sql_schema).items():
         monkeypatch.setenv(name, value)
 
 

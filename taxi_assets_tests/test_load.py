@@ -416,7 +416,7 @@ def test_the_shrink_guard_compares_loads_into_the_same_table_only(
 def test_a_load_waiting_for_the_duckdb_file_says_so(mirror, duckdb_warehouse, monkeypatch, caplog):
     """Another process (here: a thread with the file lock) has the DuckDB file: the load waits
     for it, saying so in its log, then loads."""
-    from taxi_assets import duckdb_warehouse as duckdb_module
+    from taxi_assets.warehouses import duckdb as duckdb_module
 
     monkeypatch.setattr(duckdb_module, "LOCK_LOG_SECONDS", 0.2)
     caplog.set_level(logging.INFO)

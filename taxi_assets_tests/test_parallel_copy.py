@@ -10,9 +10,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from taxi_assets.parallel_copy import copy_in_parallel
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, ColumnType
+from taxi_assets.warehouses.parallel_copy import copy_in_parallel
 from taxi_assets_tests.conftest import PG
 from taxi_assets_tests.kestra_flow import kestra_ids
 from taxi_assets_tests.synthetic import (

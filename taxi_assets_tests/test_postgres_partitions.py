@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from taxi_assets import postgres
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
+from taxi_assets.warehouses import postgres
 from taxi_assets_tests.conftest import PG
 from taxi_assets_tests.helpers import check_results, fingerprint, metadata, rows_per_file
 from taxi_assets_tests.kestra_flow import GREEN_COLUMNS
@@ -26,7 +26,7 @@ def relkind(db, table: str) -> str:
     return db.execute(
         "SELECT c.relkind FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s",
-        (db.warehouse.target_schema, table),
+        (db.warehouse.sql_schema, table),
     ).fetchone()[0]
 
 
@@ -35,7 +35,7 @@ def partitions(db, table: str) -> dict[str, str]:
     rows = db.execute(
         "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
         "JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(%s)",
-        (f'"{db.warehouse.target_schema}"."{table}"',),
+        (f'"{db.warehouse.sql_schema}"."{table}"',),
     ).fetchall()
     return dict(rows)
 
@@ -60,7 +60,7 @@ def test_each_file_is_a_partition_of_one_table(mirror, load, db):
     columns = db.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
         "AND table_name = 'green_tripdata' ORDER BY ordinal_position",
-        (db.warehouse.target_schema,),
+        (db.warehouse.sql_schema,),
     ).fetchall()
     assert [c[0] for c in columns] == ["unique_row_id", "filename"] + [
         c.name.lower() for c in GREEN.columns
@@ -82,7 +82,7 @@ def test_reload_swaps_the_partition_and_leaves_nothing_behind(mirror, load, db):
         r[0]
         for r in db.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-            (db.warehouse.target_schema,),
+            (db.warehouse.sql_schema,),
         ).fetchall()
     }
     assert tables == {"green_tripdata", "yellow_tripdata", "green_tripdata_file_2019_01"}
@@ -91,7 +91,7 @@ def test_reload_swaps_the_partition_and_leaves_nothing_behind(mirror, load, db):
 def test_a_plain_kestra_table_keeps_working(mirror, load, db):
     """A table the Kestra flow created (no partitions, no indexes) is loaded by DELETE + INSERT
     and stays a plain table; rows of files loaded by Kestra stay untouched."""
-    db.execute(f'CREATE SCHEMA "{db.warehouse.target_schema}"')
+    db.execute(f'CREATE SCHEMA "{db.warehouse.sql_schema}"')
     db.execute(f"CREATE TABLE green_tripdata (unique_row_id text, filename text, {GREEN_COLUMNS})")
     db.execute(
         "INSERT INTO green_tripdata (unique_row_id, filename, vendorid) "
@@ -147,7 +147,7 @@ def test_a_run_waiting_for_another_run_of_its_month_says_so(mirror, load, db, mo
     monkeypatch.setattr(postgres, "PARTITION_WAIT_LOG_SECONDS", 0.2)
     caplog.set_level(logging.INFO)
     write_month(mirror.directory, GREEN, JAN, 100)
-    key = postgres._lock_key(db.warehouse.target_schema, JAN.filename)
+    key = postgres._lock_key(db.warehouse.sql_schema, JAN.filename)
     results = []
     with psycopg.connect(**PG, dbname=db.warehouse.database, autocommit=True) as other_run:
         other_run.execute(sql.SQL("SELECT pg_advisory_lock({})").format(key))
@@ -175,7 +175,7 @@ def test_an_open_write_on_one_colour_never_holds_a_load_of_the_other(mirror, loa
     write_month(mirror.directory, GREEN, JAN, 500)
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-02"), 400)
     load("2019-01|green")  # both colours' tables exist now
-    table = f'"{db.warehouse.target_schema}"."yellow_tripdata"'
+    table = f'"{db.warehouse.sql_schema}"."yellow_tripdata"'
     loads = []
     with psycopg.connect(**PG, dbname=db.warehouse.database) as idle_writer:
         idle_writer.execute(f"DELETE FROM {table} WHERE false")  # its transaction stays open
@@ -203,7 +203,7 @@ def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, lo
     write_month(mirror.directory, GREEN, JAN, 300, seed=1)
     load("2019-01|green")
     write_month(mirror.directory, GREEN, JAN, 200, seed=2)
-    table = f'"{db.warehouse.target_schema}"."green_tripdata"'
+    table = f'"{db.warehouse.sql_schema}"."green_tripdata"'
     dsn = {**PG, "dbname": db.warehouse.database}
 
     with psycopg.connect(**dsn) as long_reader:  # a transaction stays open until we say

@@ -50,7 +50,7 @@ def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(tmp_path, mir
     """As `make demo` runs it: a loaded month prints its summary; a month not loaded, a reversed
     key, a malformed one or an unusable setting each get one line and a non-zero status."""
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 50)
-    env = postgres_env(warehouse.database, warehouse.target_schema)
+    env = postgres_env(warehouse.database, warehouse.sql_schema)
     dg.materialize(
         [load_taxi_trips],
         partition_key="2019-01|green",
@@ -70,7 +70,7 @@ def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(tmp_path, mir
     assert not_loaded.returncode == 1
     assert not_loaded.stdout.strip() == (
         f"2019-02|green is not loaded: no rows of green_tripdata_2019-02.csv in "
-        f"{warehouse.database}.{warehouse.target_schema}.green_tripdata"
+        f"{warehouse.database}.{warehouse.sql_schema}.green_tripdata"
     )
     assert reversed_key.returncode == 2
     assert reversed_key.stderr.strip() == (

@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from taxi_assets.duckdb_warehouse import DuckDBWarehouse
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets_tests.conftest import Db, Mirror, real_sample, under_ci
 from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
 from taxi_assets_tests.helpers import rows_per_file

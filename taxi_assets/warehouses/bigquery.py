@@ -32,9 +32,8 @@ from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
-from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
-from taxi_assets.warehouse import (
+from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
     StagedPartition,
@@ -44,6 +43,7 @@ from taxi_assets.warehouse import (
     scratch_table,
     staging_table_name,
 )
+from taxi_assets.warehouses.trip_queries import TripQueries
 
 # The seed flow's BigQuery types (money and distances NUMERIC).
 TABLE_TYPES = {

@@ -14,8 +14,8 @@ import dagster as dg
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import TripCsv
-from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import ColumnType, TripSchema
+from taxi_assets.warehouses.trip_queries import TripQueries
 
 
 def staging_table_name(schema: TripSchema, partition: TaxiPartition) -> str:

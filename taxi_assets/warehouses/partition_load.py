@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import INT4_MAX, TripCsv
 from taxi_assets.trip_schema import ColumnType, TripSchema, id_columns
-from taxi_assets.warehouse import (
+from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
     StagedPartition,
@@ -52,10 +52,8 @@ class SqlPartitionLoad(PartitionLoad):
     # to be checked for whole numbers and cast while staging.
     integers_as_decimals: bool = True
 
-    def __init__(
-        self, target_schema: str, schema: TripSchema, partition: TaxiPartition, table_types
-    ):
-        self.target_schema = target_schema
+    def __init__(self, sql_schema: str, schema: TripSchema, partition: TaxiPartition, table_types):
+        self.sql_schema = sql_schema
         self.schema = schema
         self.partition = partition
         self.table_types = table_types
@@ -105,7 +103,7 @@ class SqlPartitionLoad(PartitionLoad):
     # -- names ---------------------------------------------------------------------------------
 
     def qualified(self, table: str) -> str:
-        return f"{self.quote(self.target_schema)}.{self.quote(table)}"
+        return f"{self.quote(self.sql_schema)}.{self.quote(table)}"
 
     @property
     def main(self) -> str:
@@ -151,7 +149,7 @@ class SqlPartitionLoad(PartitionLoad):
     @property
     def staged_in(self) -> str:
         """Where the staged rows wait for the merge, for the UI."""
-        return scratch_table(f"{self.target_schema}.{self.staging_name}")
+        return scratch_table(f"{self.sql_schema}.{self.staging_name}")
 
     def fill_staging(self, csv: TripCsv) -> int | None:
         """Copy the file into the scratch table, then write the staging table from it; the CSV
@@ -194,11 +192,11 @@ class SqlPartitionLoad(PartitionLoad):
         found = self.execute(
             "SELECT count(*) FROM information_schema.tables "
             "WHERE table_schema = %s AND table_name = %s",
-            [self.target_schema, self.staging_name],
+            [self.sql_schema, self.staging_name],
         )
         if not found[0][0]:
             raise WarehouseError(
-                f"{self.target_schema}.{self.staging_name} is missing: stage the file first"
+                f"{self.sql_schema}.{self.staging_name} is missing: stage the file first"
             )
 
     def delete_and_insert(self) -> MergedPartition:
@@ -218,7 +216,7 @@ class SqlPartitionLoad(PartitionLoad):
 
     def merged(self, rows: int, replaced_rows: int) -> MergedPartition:
         return MergedPartition(
-            table=f"{self.target_schema}.{self.schema.table}",
+            table=f"{self.sql_schema}.{self.schema.table}",
             rows=rows,
             replaced_rows=replaced_rows,
         )

@@ -24,13 +24,18 @@ import duckdb
 from filelock import FileLock, Timeout
 from pydantic import Field
 
-from taxi_assets.float_text import postgres_float_text
-from taxi_assets.partition_load import SqlPartitionLoad
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
-from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
-from taxi_assets.warehouse import MergedPartition, PartitionLoad, TaxiWarehouse, WarehouseError
+from taxi_assets.warehouses.base import (
+    MergedPartition,
+    PartitionLoad,
+    TaxiWarehouse,
+    WarehouseError,
+)
+from taxi_assets.warehouses.float_text import postgres_float_text
+from taxi_assets.warehouses.partition_load import SqlPartitionLoad
+from taxi_assets.warehouses.trip_queries import TripQueries
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The file name and schema where the course's module-4 dbt project looks for the trip tables
@@ -69,7 +74,7 @@ class DuckDBWarehouse(TaxiWarehouse):
     path: str = Field(
         default=str(DEFAULT_PATH), description="The database file (TAXI_DUCKDB_PATH)."
     )
-    target_schema: str = Field(
+    sql_schema: str = Field(
         default=DEFAULT_SCHEMA, description="Schema of the trip tables (TAXI_DUCKDB_SCHEMA)."
     )
 
@@ -143,12 +148,12 @@ class DuckDBWarehouse(TaxiWarehouse):
         self, schema: TripSchema, partition: TaxiPartition
     ) -> Iterator[PartitionLoad]:
         with self.connect() as connection:
-            load = _DuckDBPartitionLoad(connection, self.target_schema, schema, partition)
+            load = _DuckDBPartitionLoad(connection, self.sql_schema, schema, partition)
             load.ensure_tables()
             yield load
 
     def qualified_table(self, table: str) -> str:
-        return f"{self.database_file.stem}.{self.target_schema}.{table}"
+        return f"{self.database_file.stem}.{self.sql_schema}.{table}"
 
     @property
     def table_types(self) -> Mapping[ColumnType, str]:
@@ -173,9 +178,9 @@ class DuckDBWarehouse(TaxiWarehouse):
         query: str,
         params: Sequence[object],
     ) -> list[tuple]:
-        if not _table_exists(connection, self.target_schema, schema.table):
+        if not _table_exists(connection, self.sql_schema, schema.table):
             return []
-        table = f"{quote(self.target_schema)}.{quote(schema.table)}"
+        table = f"{quote(self.sql_schema)}.{quote(schema.table)}"
         return connection.execute(query.replace("%s", "?").format(table=table), params).fetchall()
 
 
@@ -250,11 +255,11 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
     def __init__(
         self,
         connection: duckdb.DuckDBPyConnection,
-        target_schema: str,
+        sql_schema: str,
         schema: TripSchema,
         partition: TaxiPartition,
     ):
-        super().__init__(target_schema, schema, partition, TABLE_TYPES)
+        super().__init__(sql_schema, schema, partition, TABLE_TYPES)
         self.connection = connection
         # Whether the load's transaction is open: the file's rows replaced, not yet committed.
         self._replacing = False
@@ -323,7 +328,7 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
 
     @property
     def staged_in(self) -> str:
-        return f"{self.target_schema}.{self.schema.table} (this run's rows, committed by the merge)"
+        return f"{self.sql_schema}.{self.schema.table} (this run's rows, committed by the merge)"
 
     @property
     def staging(self) -> str:
@@ -367,12 +372,12 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         return ""  # DuckDB keeps the reader's row order (preserve_insertion_order)
 
     def ensure_tables(self) -> None:
-        self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.target_schema)}")
+        self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.sql_schema)}")
         for schema in TRIP_SCHEMAS.values():
             columns = ", ".join(
                 f"{quote(c.name.lower())} {TABLE_TYPES[c.type]}" for c in schema.columns
             )
             self.connection.execute(
-                f"CREATE TABLE IF NOT EXISTS {quote(self.target_schema)}.{quote(schema.table)} "
+                f"CREATE TABLE IF NOT EXISTS {quote(self.sql_schema)}.{quote(schema.table)} "
                 f"(unique_row_id VARCHAR, filename VARCHAR, {columns})"
             )

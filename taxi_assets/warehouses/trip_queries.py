@@ -7,9 +7,9 @@ where it has connections (the four checks of a partition used to open five).
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from taxi_assets.id_overlap import neighbour_months, outside_pickup_days_sql, overlap_sql
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import TripSchema
+from taxi_assets.warehouses.id_overlap import neighbour_months, outside_pickup_days_sql, overlap_sql
 
 # Runs a query on the schema's main table (`{table}` in the text, `%s` parameters); no table yet:
 # no rows.

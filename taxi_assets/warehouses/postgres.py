@@ -31,19 +31,19 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
-from taxi_assets.parallel_copy import copy_in_parallel
-from taxi_assets.partition_load import SqlPartitionLoad
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
-from taxi_assets.trip_queries import TripQueries
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
-from taxi_assets.warehouse import (
+from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
     TaxiWarehouse,
     WarehouseError,
     WarehouseMisconfigured,
 )
+from taxi_assets.warehouses.parallel_copy import copy_in_parallel
+from taxi_assets.warehouses.partition_load import SqlPartitionLoad
+from taxi_assets.warehouses.trip_queries import TripQueries
 
 # The Kestra DDL's types for the main and staging tables.
 TABLE_TYPES = {
@@ -77,7 +77,7 @@ class PostgresWarehouse(TaxiWarehouse):
     user: str = Field(default="postgres", description="Role to connect as (PGUSER).")
     password: str | None = Field(default=None, description="Password (PGPASSWORD); never logged.")
     database: str = Field(default="postgres", description="Database (PGDATABASE).")
-    target_schema: str = Field(
+    sql_schema: str = Field(
         default="public", description="Schema of the trip tables (TAXI_PG_SCHEMA)."
     )
 
@@ -119,7 +119,7 @@ class PostgresWarehouse(TaxiWarehouse):
         with self.connect() as connection:
             _pin_text_formats(connection)
             load = _PostgresPartitionLoad(
-                connection, self.target_schema, schema, partition, self.connect
+                connection, self.sql_schema, schema, partition, self.connect
             )
             try:
                 with load.locked():
@@ -128,13 +128,13 @@ class PostgresWarehouse(TaxiWarehouse):
             except psycopg.errors.InsufficientPrivilege as error:
                 raise WarehouseMisconfigured(
                     f"PostgreSQL user {self.user!r} may not do this in schema "
-                    f"{self.target_schema!r} of database {self.database!r}: "
+                    f"{self.sql_schema!r} of database {self.database!r}: "
                     f"{error.diag.message_primary}; grant it the privilege, or set "
                     "TAXI_PG_SCHEMA / PGUSER to a schema / user that has it"
                 ) from None
 
     def qualified_table(self, table: str) -> str:
-        return f"{self.database}.{self.target_schema}.{table}"
+        return f"{self.database}.{self.sql_schema}.{table}"
 
     @property
     def table_types(self) -> Mapping[ColumnType, str]:
@@ -156,9 +156,9 @@ class PostgresWarehouse(TaxiWarehouse):
         query: str,
         params: Sequence[object],
     ) -> list[tuple]:
-        if not _table_exists(connection, self.target_schema, schema.table):
+        if not _table_exists(connection, self.sql_schema, schema.table):
             return []
-        table = sql.Identifier(self.target_schema, schema.table)
+        table = sql.Identifier(self.sql_schema, schema.table)
         return connection.execute(sql.SQL(query).format(table=table), params).fetchall()
 
 
@@ -203,12 +203,12 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
     def __init__(
         self,
         connection: psycopg.Connection,
-        target_schema: str,
+        sql_schema: str,
         schema: TripSchema,
         partition: TaxiPartition,
         connect: Callable[[], AbstractContextManager[psycopg.Connection]],
     ):
-        super().__init__(target_schema, schema, partition, TABLE_TYPES)
+        super().__init__(sql_schema, schema, partition, TABLE_TYPES)
         self.connection = connection
         self.connect = connect
         self.partition_name = partition_table_name(schema, partition)
@@ -343,7 +343,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
 
     @property
     def partitioned(self) -> bool:
-        return _relkind(self.connection, self.target_schema, self.schema.table) == "p"
+        return _relkind(self.connection, self.sql_schema, self.schema.table) == "p"
 
     def _make_attachable(self) -> None:
         """Make the (empty) staging table a ready partition: the CHECK constraint that spares
@@ -374,7 +374,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
     def locked(self) -> Iterator[None]:
         """Hold the partition's session lock; a dropped connection releases it too. While another
         run of the same month holds it, wait, and say so every `PARTITION_WAIT_LOG_SECONDS`."""
-        key = _lock_key(self.target_schema, self.partition.filename)
+        key = _lock_key(self.sql_schema, self.partition.filename)
         try_lock = sql.SQL("SELECT pg_try_advisory_lock({})").format(key)
         started = said = time.monotonic()
         while not self.connection.execute(try_lock).fetchone()[0]:
@@ -403,19 +403,19 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
         whichever colour is loaded first). Only when something is missing does this take a lock
         or run DDL; an existing plain table is left as it is."""
         if all(
-            _table_exists(self.connection, self.target_schema, schema.table)
+            _table_exists(self.connection, self.sql_schema, schema.table)
             for schema in TRIP_SCHEMAS.values()
         ):
             return
         with self.transaction():
             self.execute(
                 sql.SQL("SELECT pg_advisory_xact_lock({})")
-                .format(_lock_key(self.target_schema, "ddl"))
+                .format(_lock_key(self.sql_schema, "ddl"))
                 .as_string(self.connection)
             )
-            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.target_schema)}")
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.sql_schema)}")
             for schema in TRIP_SCHEMAS.values():
-                if not _table_exists(self.connection, self.target_schema, schema.table):
+                if not _table_exists(self.connection, self.sql_schema, schema.table):
                     self._create_main_table(schema)
 
     def _create_main_table(self, schema: TripSchema) -> None:
@@ -440,7 +440,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
                 waited = time.monotonic() - started
                 if waited > SWAP_DEADLINE_SECONDS:
                     raise WarehouseError(
-                        f"{self.target_schema}.{self.schema.table} stayed locked by other "
+                        f"{self.sql_schema}.{self.schema.table} stayed locked by other "
                         f"sessions for {waited:.0f}s: {self.partition.filename} was not swapped in"
                     ) from None
                 dg.get_dagster_logger().info(
