@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Retry
 
 from taxi_assets.progress import Transfer
-from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
+from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, TripSchema
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 # The TLC's own monthly files (Parquet), for the months after the release.
@@ -265,7 +265,8 @@ class TripCsv:
         self._open()
         try:
             self.header_line = self._read_header()
-            check_header(schema, _split_header(self.header_line), name)
+            # The schema's columns this file holds, in its order (`check_header`).
+            self.columns = check_header(schema, _split_header(self.header_line), name)
         except BaseException:
             self.close()
             raise
@@ -416,14 +417,21 @@ def _split_header(line: bytes) -> list[str]:
     return [name.strip().strip('"') for name in text.split(",")]
 
 
-def check_header(schema: TripSchema, header: list[str], name: str) -> None:
-    """Fail with the differing columns when `header` is not `schema`'s header."""
+def check_header(schema: TripSchema, header: list[str], name: str) -> tuple[Column, ...]:
+    """The schema's columns the file holds, in its order: the release's header, then any of the
+    newer columns (`airport_fee`, …). Fail with the differing columns otherwise."""
     expected = [column.lower() for column in schema.header]
     found = [column.lower() for column in header]
-    if found == expected:
-        return
+    newer = {column.name.lower(): column for column in schema.newer_columns}
+    after = found[len(expected) :]
+    if (
+        found[: len(expected)] == expected
+        and len(set(after)) == len(after)
+        and all(column in newer for column in after)
+    ):
+        return schema.columns + tuple(newer[column] for column in after)
     missing = [c for c in schema.header if c.lower() not in found]
-    unexpected = [c for c in header if c.lower() not in expected]
+    unexpected = [c for c in header if c.lower() not in expected and c.lower() not in newer]
     problem = "; ".join(
         part
         for part in (
@@ -433,7 +441,11 @@ def check_header(schema: TripSchema, header: list[str], name: str) -> None:
         )
         if part
     )
-    other = [s.taxi for s in TRIP_SCHEMAS.values() if [c.lower() for c in s.header] == found]
+    other = [
+        s.taxi
+        for s in TRIP_SCHEMAS.values()
+        if [c.lower() for c in s.header] == found[: len(s.header)]
+    ]
     hint = f" It is a {other[0]} trip file." if other and other[0] != schema.taxi else ""
     raise SourceError(
         f"{name}: the header does not match the {schema.taxi} trip schema "

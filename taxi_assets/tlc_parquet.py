@@ -1,6 +1,7 @@
 """The TLC's own monthly Parquet files, for the months after the DataTalksClub release.
 
-A Parquet month is written out as the release's CSV (same header, values as the CSV writes them)
+A Parquet month is written out as the release's CSV (its header and then the newer columns of the
+colour, values as the CSV writes them)
 by DuckDB, which reads Parquet natively and streams it (row group by row group, memory bounded);
 from there one load path serves both kinds of month on every warehouse, ids included.
 
@@ -9,7 +10,9 @@ How a value is written (so that a trip gets the same `unique_row_id` as in a rel
 - whole numbers in text or integer columns as integers (`VendorID` 2, `RatecodeID` 1.0 → `1`);
 - other numbers as DuckDB's shortest text for them (the id reads them back as the same double);
 - a null as an empty field.
-Columns the release CSVs do not have (`airport_fee`, `cbd_congestion_fee`, …) are not kept.
+The newer columns (`airport_fee`, spelled `Airport_fee` in some years; `cbd_congestion_fee` since
+2025-01) are written after the release's, empty when a file lacks them; other columns the trip
+tables do not have are not kept.
 """
 
 import gzip
@@ -41,8 +44,13 @@ def write_release_csv(parquet: Path, schema: TripSchema, out: Path, name: str) -
         except duckdb.Error as error:
             raise SourceError(f"{name} is not a readable Parquet file: {_reason(error)}") from None
         found = {column: type_ for column, type_, *_ in described}
-        values = ", ".join(_value(column, _find(column, found, schema, name), name)
-                           for column in schema.columns)  # fmt: skip
+        values = ", ".join(
+            [
+                *(_value(column, _find(column, found, schema, name), name)
+                  for column in schema.columns),
+                *(_newer_value(column, found, name) for column in schema.newer_columns),
+            ]
+        )  # fmt: skip
         plain = out.with_name(out.name.removesuffix(".gz"))
         try:
             connection.execute(
@@ -75,6 +83,15 @@ def _find(column: Column, found: dict[str, str], schema: TripSchema, name: str) 
             f"{', '.join(schema.header)})"
         )
     return match, found[match]
+
+
+def _newer_value(column: Column, found: dict[str, str], name: str) -> str:
+    """A newer column as the CSV writes it: the file's column if it has one, else empty."""
+    by_lower_name = {found_name.lower(): found_name for found_name in found}
+    match = by_lower_name.get(column.name.lower())
+    if match is None:
+        return f'NULL AS "{column.name}"'
+    return _value(column, (match, found[match]), name)
 
 
 def _value(column: Column, found: tuple[str, str], name: str) -> str:

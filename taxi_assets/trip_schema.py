@@ -1,8 +1,10 @@
 """Yellow and green trip files as data: the one place their differences live.
 
-Each colour is a `TripSchema`: the CSV header in file order with a logical type per column, and
-which columns hold the pickup and dropoff times. Warehouses map the logical types to their own
-(`warehouses/postgres.py` uses the Kestra DDL's types); the load code never branches on the colour.
+Each colour is a `TripSchema`: the CSV header in file order with a logical type per column, the
+newer columns some files add after it (the TLC's Parquet months: `airport_fee`, the CBD
+congestion fee since 2025), and which columns hold the pickup and dropoff times. Warehouses map
+the logical types to their own (`warehouses/postgres.py` uses the Kestra DDL's types); the load
+code never branches on the colour.
 """
 
 from dataclasses import dataclass
@@ -28,6 +30,14 @@ class TripSchema:
     pickup: str
     dropoff: str
     columns: tuple[Column, ...]
+    # Columns newer files carry after the release's: nullable in the trip tables, empty (NULL)
+    # for the months whose files lack them.
+    newer_columns: tuple[Column, ...] = ()
+
+    @property
+    def table_columns(self) -> tuple[Column, ...]:
+        """The trip table's columns (after `unique_row_id` and `filename`)."""
+        return self.columns + self.newer_columns
 
     @property
     def table(self) -> str:
@@ -60,6 +70,7 @@ YELLOW = TripSchema(
         f"{_SHARED_MONEY} improvement_surcharge:float total_amount:float "
         "congestion_surcharge:float"
     ),
+    newer_columns=_columns("airport_fee:float cbd_congestion_fee:float"),
 )
 
 GREEN = TripSchema(
@@ -73,6 +84,7 @@ GREEN = TripSchema(
         f"{_SHARED_MONEY} ehail_fee:float improvement_surcharge:float total_amount:float "
         "payment_type:integer trip_type:integer congestion_surcharge:float"
     ),
+    newer_columns=_columns("cbd_congestion_fee:float"),
 )
 
 TRIP_SCHEMAS: dict[str, TripSchema] = {schema.taxi: schema for schema in (YELLOW, GREEN)}

@@ -15,13 +15,16 @@ from taxi_assets.dbt_models import dbt_project, taxi_dbt_models, taxi_dbt_months
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW, TripSchema
 from taxi_assets.warehouses.bigquery import (
+    TABLE_TYPES as BIGQUERY_TYPES,
+)
+from taxi_assets.warehouses.bigquery import (
     BigQueryWarehouse,
     _BigQueryPartitionLoad,
     gcp_setup_job,
 )
 from taxi_assets_tests.dagster_dev import free_port as closed_port
 from taxi_assets_tests.helpers import check_results, failure_message, metadata
-from taxi_assets_tests.synthetic import write_month
+from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 from taxi_assets_tests.test_dbt import known_zones
 
 pytestmark = pytest.mark.emulators
@@ -33,6 +36,7 @@ def emitted_statements(schema: TripSchema, partition: TaxiPartition) -> list[str
     load = _BigQueryPartitionLoad(warehouse, None, None, schema, partition)  # type: ignore[arg-type]
     return [
         *load.statements_for_tables(),
+        *(load.add_column_sql(column) for column in schema.newer_columns),
         load.external_table_sql(f"gs://b/{partition.source_filename}"),
         load.staging_sql(),
         load.stats_sql(),
@@ -44,7 +48,7 @@ def emitted_statements(schema: TripSchema, partition: TaxiPartition) -> list[str
 def test_every_statement_is_bigquery_sql(taxi):
     """sqlglot (dialect bigquery) parses each one as a real statement, not an opaque command."""
     statements = emitted_statements(TRIP_SCHEMAS[taxi], TaxiPartition(taxi, "2019-01"))
-    assert len(statements) == 6
+    assert len(statements) == 6 + len(TRIP_SCHEMAS[taxi].newer_columns)
     for statement in statements:
         tree = sqlglot.parse_one(statement, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE)
         assert not isinstance(tree, exp.Command), statement
@@ -93,6 +97,44 @@ def test_setup_then_two_partitions_then_a_rerun(mirror, bigquery_warehouse):
             found = bq.query(f"SELECT TO_HEX(unique_row_id) AS id FROM {table}").result()
             ids = collections.Counter(row["id"] for row in found)
         assert ids == collections.Counter(seed_bigquery_id(taxi, row) for row in rows)
+
+
+def test_a_table_of_an_earlier_version_gains_the_newer_columns(mirror, bigquery_warehouse):
+    """A yellow table made before `airport_fee` and `cbd_congestion_fee` existed gains them in
+    place; a file that carries `airport_fee` after the release's columns fills it."""
+    warehouse = bigquery_warehouse
+    gcp_setup_job.execute_in_process(resources={"warehouse": warehouse})
+    columns = ", ".join(f"{c.name} {BIGQUERY_TYPES[c.type]}" for c in YELLOW.columns)
+    with warehouse.clients() as (bq, _):
+        bq.query(
+            f"CREATE TABLE {warehouse.table_id('yellow_tripdata')} "
+            f"(unique_row_id BYTES, filename STRING, {columns})"
+        ).result()
+    partition = TaxiPartition("yellow", "2019-03")
+    rows = list(generate_rows(YELLOW, partition, 40))
+    lines = csv_lines(YELLOW, rows)
+    header = next(lines)
+    fees = [f"{row['fare_amount']}" for row in rows]
+    write_csv_gz(
+        mirror.path(partition),
+        [
+            f"{header},airport_fee",
+            *(f"{line},{fee}" for line, fee in zip(lines, fees, strict=True)),
+        ],
+    )
+
+    result = _load(mirror, warehouse, str(partition.key))
+
+    assert result.success, failure_message(result)
+    with warehouse.clients() as (bq, _):
+        table = warehouse.table_id("yellow_tripdata")
+        found = bq.query(
+            f"SELECT COUNTIF(airport_fee = fare_amount) AS same, "
+            f"COUNTIF(cbd_congestion_fee IS NULL) AS nulls, COUNT(*) AS n FROM {table}"
+        ).result()
+        same, nulls, n = next(iter(found)).values()
+    assert n == 40 and nulls == 40
+    assert same == sum(1 for fee in fees if fee)
 
 
 def seed_bigquery_id(taxi: str, row: dict[str, str]) -> str:

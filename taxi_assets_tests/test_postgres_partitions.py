@@ -56,7 +56,7 @@ def test_each_file_is_a_partition_of_one_table(mirror, load, db):
         "green_tripdata_2019-01.csv": 300,
         "green_tripdata_2019-02.csv": 200,
     }
-    # Readers see the Kestra DDL's columns, in its order.
+    # Readers see the Kestra DDL's columns, in its order, then the TLC's newer ones.
     columns = db.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
         "AND table_name = 'green_tripdata' ORDER BY ordinal_position",
@@ -64,7 +64,7 @@ def test_each_file_is_a_partition_of_one_table(mirror, load, db):
     ).fetchall()
     assert [c[0] for c in columns] == ["unique_row_id", "filename"] + [
         c.name.lower() for c in GREEN.columns
-    ]
+    ] + ["cbd_congestion_fee"]
 
 
 def test_reload_swaps_the_partition_and_leaves_nothing_behind(mirror, load, db):

@@ -13,8 +13,9 @@ from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource, source_from_env
 from taxi_assets.trip_schema import GREEN, YELLOW, ColumnType, TripSchema
-from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse
+from taxi_assets_tests.conftest import WAREHOUSES, Db, any_warehouse
 from taxi_assets_tests.helpers import failure_message, fingerprint, rows_per_file
+from taxi_assets_tests.kestra_flow import GREEN_COLUMNS
 from taxi_assets_tests.synthetic import (
     csv_lines,
     expected_unique_row_id,
@@ -49,7 +50,7 @@ def write_parquet(
     drop: tuple[str, ...] = (),
 ) -> Path:
     """`rows` (CSV text, as the generator writes them) as a TLC Parquet file; `extra` columns
-    (null), `types` overrides, `drop`ped columns."""
+    (each row's fare ÷ 4, as `newer_value` says), `types` overrides, `drop`ped columns."""
     path.parent.mkdir(parents=True, exist_ok=True)
     csv = write_csv_gz(path.with_suffix(".csv.gz"), csv_lines(schema, rows))
     types = types or {}
@@ -58,7 +59,7 @@ def write_parquet(
         f'AS "{c.name}"'
         for c in schema.columns
         if c.name not in drop
-    ] + [f'CAST(NULL AS DOUBLE) AS "{name}"' for name in extra]
+    ] + [f"CAST(NULLIF(fare_amount, '') AS DOUBLE) / 4 AS \"{name}\"" for name in extra]
     with duckdb.connect() as connection:
         connection.execute(
             f"COPY (SELECT {', '.join(columns)} FROM read_csv('{csv}', all_varchar = true)) "
@@ -85,6 +86,22 @@ def load(source: TaxiSource, warehouse, partition: TaxiPartition) -> dg.ExecuteI
         resources={"source": source, "warehouse": warehouse},
         raise_on_error=False,
     )
+
+
+def newer_values(db, schema: TripSchema, filename: str) -> dict[str, str]:
+    """For each newer column of the table: whether `filename`'s rows hold each row's fare ÷ 4
+    (what `write_parquet` writes in its `extra` columns), are all NULL, or neither."""
+    said = {}
+    for column in schema.newer_columns:
+        name = column.name.lower()
+        fare_4, nulls, rows = db.execute(
+            f"SELECT count(*) FILTER (WHERE {name} = fare_amount / 4), "
+            f"count(*) FILTER (WHERE {name} IS NULL), count(*) FROM {schema.table} "
+            "WHERE filename = %s AND fare_amount IS NOT NULL",
+            (filename,),
+        ).fetchone()
+        said[name] = "fare/4" if fare_4 == rows else "null" if nulls == rows else "mixed"
+    return said
 
 
 def ids(db, schema: TripSchema) -> list[str]:
@@ -117,6 +134,91 @@ def test_a_tlc_month_loads_from_parquet_with_the_release_ids(
         (expected_unique_row_id(schema, first),),
     ).fetchone()[0]
     assert str(stored)[:19] == first[schema.dropoff]
+    given = {name.lower() for name in extra}
+    assert newer_values(db, schema, partition.filename) == {
+        column.name: "fare/4" if column.name in given else "null" for column in schema.newer_columns
+    }
+
+
+def test_a_table_of_an_earlier_version_gains_the_newer_columns_in_place(mirror, warehouse, db):
+    """A table made before the newer columns existed (here: the release month loaded, then the
+    columns dropped) gains them when a TLC month comes: the release month's rows stay as they
+    were, with NULLs there; the TLC month's values arrive."""
+    release, tlc = TaxiPartition("yellow", "2020-06"), TaxiPartition("yellow", "2025-02")
+    write_csv_gz(mirror.path(release), csv_lines(YELLOW, generate_rows(YELLOW, release, 300)))
+    assert load(tlc_source(mirror), warehouse, release).success
+    for column in YELLOW.newer_columns:
+        db.execute(f"ALTER TABLE yellow_tripdata DROP COLUMN {column.name}")
+    release_rows = f"(SELECT * FROM {YELLOW.table} WHERE filename = '{release.filename}')"
+    before = fingerprint(db, release_rows)
+    rows = list(generate_rows(YELLOW, tlc, 400))
+    write_parquet(mirror.directory / tlc.tlc_filename, YELLOW, rows, extra=("Airport_fee",))
+
+    result = load(tlc_source(mirror), warehouse, tlc)
+
+    assert result.success, failure_message(result)
+    base = ", ".join(["unique_row_id", "filename", *(c.name for c in YELLOW.columns)])
+    release_base = f"(SELECT {base} FROM {YELLOW.table} WHERE filename = '{release.filename}')"
+    assert fingerprint(db, release_base) == before
+    assert newer_values(db, YELLOW, release.filename) == {
+        "airport_fee": "null",
+        "cbd_congestion_fee": "null",
+    }
+    assert newer_values(db, YELLOW, tlc.filename) == {
+        "airport_fee": "fare/4",
+        "cbd_congestion_fee": "null",
+    }
+    assert rows_per_file(db, YELLOW.table) == {release.filename: 300, tlc.filename: 400}
+
+
+def test_a_csv_may_carry_newer_columns_after_the_release_ones(mirror, warehouse, db):
+    """The release's header followed by some of the newer columns: those are kept, the others
+    NULL. Anything else after the release's columns is refused, naming it."""
+    partition = TaxiPartition("yellow", "2019-04")
+    rows = list(generate_rows(YELLOW, partition, 120))
+    lines = csv_lines(YELLOW, rows)
+    header = next(lines)
+    quarters = [f"{float(row['fare_amount']) / 4}" if row["fare_amount"] else "" for row in rows]
+    body = [f"{line},{quarter}" for line, quarter in zip(lines, quarters, strict=True)]
+    write_csv_gz(mirror.path(partition), [f"{header},Airport_fee", *body])
+
+    loaded = load(tlc_source(mirror), warehouse, partition)
+    write_csv_gz(mirror.path(partition), [f"{header},tip_share", *body])
+    refused = load(tlc_source(mirror), warehouse, partition)
+
+    assert loaded.success, failure_message(loaded)
+    assert newer_values(db, YELLOW, partition.filename) == {
+        "airport_fee": "fare/4",
+        "cbd_congestion_fee": "null",
+    }
+    assert "header does not match the yellow trip schema" in failure_message(refused)
+    assert "unexpected tip_share" in failure_message(refused)
+
+
+def test_a_kestra_table_gains_the_newer_columns_and_keeps_its_rows(mirror, postgres_warehouse):
+    """The Kestra flow's plain table (the release's columns only) gains the CBD fee in place."""
+    db = Db(postgres_warehouse)
+    db.execute(f'CREATE SCHEMA "{postgres_warehouse.sql_schema}"')
+    db.execute(f"CREATE TABLE green_tripdata (unique_row_id text, filename text, {GREEN_COLUMNS})")
+    db.execute(
+        "INSERT INTO green_tripdata (unique_row_id, filename, vendorid) "
+        "VALUES ('kestra-id', 'green_tripdata_2018-12.csv', '2')"
+    )
+    partition = TaxiPartition("green", "2025-03")
+    rows = list(generate_rows(GREEN, partition, 250))
+    write_parquet(
+        mirror.directory / partition.tlc_filename, GREEN, rows, extra=("cbd_congestion_fee",)
+    )
+
+    result = load(tlc_source(mirror), postgres_warehouse, partition)
+
+    assert result.success, failure_message(result)
+    assert newer_values(db, GREEN, partition.filename) == {"cbd_congestion_fee": "fare/4"}
+    assert rows_per_file(db, GREEN.table) == {
+        "green_tripdata_2018-12.csv": 1,
+        partition.filename: 250,
+    }
+    db.close()
 
 
 def test_a_trip_in_a_release_csv_and_in_a_tlc_parquet_gets_the_same_id(mirror, warehouse, db):

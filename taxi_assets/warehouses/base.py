@@ -114,5 +114,5 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
         """The main table's columns and their types in this warehouse."""
         text = self.table_types[ColumnType.TEXT]
         return [("unique_row_id", text), ("filename", text)] + [
-            (column.name.lower(), self.table_types[column.type]) for column in schema.columns
+            (column.name.lower(), self.table_types[column.type]) for column in schema.table_columns
         ]

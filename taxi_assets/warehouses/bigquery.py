@@ -32,7 +32,7 @@ from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
-from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
+from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
@@ -234,7 +234,9 @@ class _BigQueryPartitionLoad(PartitionLoad):
     def __post_init__(self) -> None:
         self.staging_name = staging_table_name(self.schema, self.partition)
         self.external_name = f"{self.staging_name}_ext"
-        self.columns = ", ".join(c.name for c in self.schema.columns)
+        self.columns = ", ".join(c.name for c in self.schema.table_columns)
+        # The file's columns (`TripCsv.columns`): the release's, or those and newer ones.
+        self.file_columns = self.schema.columns
 
     def _table(self, name: str) -> str:
         return self.warehouse.table_id(name)
@@ -243,7 +245,7 @@ class _BigQueryPartitionLoad(PartitionLoad):
         """CREATE TABLE IF NOT EXISTS for both colours, partitioned by pickup date."""
         statements = []
         for schema in TRIP_SCHEMAS.values():
-            columns = ", ".join(f"{c.name} {TABLE_TYPES[c.type]}" for c in schema.columns)
+            columns = ", ".join(f"{c.name} {TABLE_TYPES[c.type]}" for c in schema.table_columns)
             statements.append(
                 f"CREATE TABLE IF NOT EXISTS {self._table(schema.table)} "
                 f"(unique_row_id BYTES, filename STRING, {columns}) "
@@ -251,12 +253,24 @@ class _BigQueryPartitionLoad(PartitionLoad):
             )
         return statements
 
+    def add_column_sql(self, column: Column) -> str:
+        """A newer column a table of an earlier version lacks, added in place (nullable)."""
+        return (
+            f"ALTER TABLE {self._table(self.schema.table)} "
+            f"ADD COLUMN IF NOT EXISTS {column.name} {TABLE_TYPES[column.type]}"
+        )
+
     def ensure_tables(self) -> None:
         for statement in self.statements_for_tables():
             run_query(self.bq, statement)
+        table = self.bq.get_table(self.warehouse.qualified_table(self.schema.table))
+        found = {field.name.lower() for field in table.schema}
+        for column in self.schema.newer_columns:
+            if column.name.lower() not in found:
+                run_query(self.bq, self.add_column_sql(column))
 
     def external_table_sql(self, uri: str) -> str:
-        columns = ", ".join(f"{c.name} {EXTERNAL_TYPES[c.type]}" for c in self.schema.columns)
+        columns = ", ".join(f"{c.name} {EXTERNAL_TYPES[c.type]}" for c in self.file_columns)
         return (
             f"CREATE OR REPLACE EXTERNAL TABLE {self._table(self.external_name)} ({columns}) "
             f"OPTIONS (format = 'CSV', compression = 'GZIP', uris = ['{uri}'], "
@@ -264,16 +278,20 @@ class _BigQueryPartitionLoad(PartitionLoad):
         )
 
     def staging_sql(self) -> str:
-        typed = ", ".join(
-            f"CAST({c.name} AS INT64) AS {c.name}" if c.type is ColumnType.INTEGER else c.name
-            for c in self.schema.columns
-        )
+        typed = ", ".join(self._typed_sql(c) for c in self.schema.table_columns)
         return (
             f"CREATE OR REPLACE TABLE {self._table(self.staging_name)} AS "
             f"SELECT {unique_row_id_sql(self.schema)} AS unique_row_id, "
             f'"{self.partition.filename}" AS filename, {typed} '
             f"FROM {self._table(self.external_name)}"
         )
+
+    def _typed_sql(self, column: Column) -> str:
+        if column not in self.file_columns:  # a newer column this file lacks
+            return f"CAST(NULL AS {TABLE_TYPES[column.type]}) AS {column.name}"
+        if column.type is ColumnType.INTEGER:
+            return f"CAST({column.name} AS INT64) AS {column.name}"
+        return column.name
 
     def stats_sql(self) -> str:
         staging, pickup = self._table(self.staging_name), self.schema.pickup
@@ -290,11 +308,12 @@ class _BigQueryPartitionLoad(PartitionLoad):
             "WHEN NOT MATCHED BY SOURCE AND T.filename = ? THEN DELETE "
             f"WHEN NOT MATCHED THEN INSERT (unique_row_id, filename, {self.columns}) "
             f"VALUES (S.unique_row_id, S.filename, "
-            + ", ".join(f"S.{c.name}" for c in self.schema.columns)
+            + ", ".join(f"S.{c.name}" for c in self.schema.table_columns)
             + ")"
         )
 
     def stage(self, csv: TripCsv) -> StagedPartition:
+        self.file_columns = csv.columns
         csv.count_rows()  # the whole gzip stream checked before anything is uploaded
         blob = self.gcs.bucket(self.warehouse.bucket).blob(self.partition.source_filename)
         try:

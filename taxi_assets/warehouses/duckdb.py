@@ -292,7 +292,7 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
     def build_staging(self) -> None:
         """Replace the file's rows in the main table, in a transaction the merge commits."""
         filename = self.partition.filename
-        columns = f"unique_row_id, filename, {self.column_list()}"
+        columns = f"unique_row_id, filename, {self.table_column_list()}"
         self.connection.execute("BEGIN TRANSACTION")
         self._replacing = True
         try:
@@ -339,7 +339,7 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         the file, in one pass. Python counts the file's lines meanwhile (and proves the gzip
         stream whole)."""
         csv.count_rows_in_background()
-        types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.schema.columns)
+        types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.file_columns)
         self.connection.execute(
             f"CREATE TEMP VIEW {quote(self.source_name)} AS SELECT * FROM read_csv("
             f"'{str(csv.path).replace(chr(39), chr(39) * 2)}', "
@@ -372,12 +372,20 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         return ""  # DuckDB keeps the reader's row order (preserve_insertion_order)
 
     def ensure_tables(self) -> None:
+        """Both colours' tables, created if missing; a table of an earlier version gains the
+        newer columns in place (nullable: NULL for the months loaded before)."""
         self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.sql_schema)}")
         for schema in TRIP_SCHEMAS.values():
+            table = f"{quote(self.sql_schema)}.{quote(schema.table)}"
             columns = ", ".join(
-                f"{quote(c.name.lower())} {TABLE_TYPES[c.type]}" for c in schema.columns
+                f"{quote(c.name.lower())} {TABLE_TYPES[c.type]}" for c in schema.table_columns
             )
             self.connection.execute(
-                f"CREATE TABLE IF NOT EXISTS {quote(self.sql_schema)}.{quote(schema.table)} "
+                f"CREATE TABLE IF NOT EXISTS {table} "
                 f"(unique_row_id VARCHAR, filename VARCHAR, {columns})"
             )
+            for column in schema.newer_columns:
+                self.connection.execute(
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+                    f"{quote(column.name.lower())} {TABLE_TYPES[column.type]}"
+                )

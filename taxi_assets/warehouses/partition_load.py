@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import INT4_MAX, TripCsv
-from taxi_assets.trip_schema import ColumnType, TripSchema, id_columns
+from taxi_assets.trip_schema import Column, ColumnType, TripSchema, id_columns
 from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
@@ -59,6 +59,9 @@ class SqlPartitionLoad(PartitionLoad):
         self.table_types = table_types
         self.staging_name = staging_table_name(schema, partition)
         self.source_name = source_table_name(schema, partition)
+        # The columns of the file being loaded (`TripCsv.columns`): the release's, or those and
+        # some newer ones; the table's other newer columns stay NULL for its rows.
+        self.file_columns: tuple[Column, ...] = schema.columns
         self._staged_rows: int | None = None
 
     # -- engine hooks -------------------------------------------------------------------------
@@ -117,12 +120,18 @@ class SqlPartitionLoad(PartitionLoad):
     def source(self) -> str:
         return self.qualified(self.source_name)
 
-    def column_list(self) -> str:
-        return ", ".join(self.quote(c.name.lower()) for c in self.schema.columns)
+    def file_column_list(self) -> str:
+        """The file's columns, as the scratch table and its COPY name them."""
+        return ", ".join(self.quote(c.name.lower()) for c in self.file_columns)
+
+    def table_column_list(self) -> str:
+        """The trip table's columns after `unique_row_id` and `filename`."""
+        return ", ".join(self.quote(c.name.lower()) for c in self.schema.table_columns)
 
     # -- the steps -----------------------------------------------------------------------------
 
     def stage(self, csv: TripCsv) -> StagedPartition:
+        self.file_columns = csv.columns
         self.drop_leftovers()
         try:
             parsed = self.fill_staging(csv)
@@ -201,7 +210,7 @@ class SqlPartitionLoad(PartitionLoad):
 
     def delete_and_insert(self) -> MergedPartition:
         """The plain way to replace a file's rows: DELETE them, INSERT the staged ones."""
-        columns = f"unique_row_id, filename, {self.column_list()}"
+        columns = f"unique_row_id, filename, {self.table_column_list()}"
         with self.transaction():
             self.require_staging()
             deleted = self.execute(
@@ -228,16 +237,17 @@ class SqlPartitionLoad(PartitionLoad):
         types = dict(self.table_types)
         if self.integers_as_decimals:
             types[ColumnType.INTEGER] = types[ColumnType.FLOAT]
-        return ", ".join(
-            f"{self.quote(c.name.lower())} {types[c.type]}" for c in self.schema.columns
-        )
+        return ", ".join(f"{self.quote(c.name.lower())} {types[c.type]}" for c in self.file_columns)
 
     def staging_select_sql(self) -> str:
         """One pass: ids, filename (the one parameter), integer columns checked and cast, the
-        other columns as they are."""
+        other columns as they are, NULL for the table's newer columns the file lacks."""
         text = self.table_types[ColumnType.TEXT]
         values = ", ".join(
-            self._final_value_sql(c.name.lower(), c.type) for c in self.schema.columns
+            self._final_value_sql(c.name.lower(), c.type)
+            if c in self.file_columns
+            else f"CAST(NULL AS {self.table_types[c.type]}) AS {self.quote(c.name.lower())}"
+            for c in self.schema.table_columns
         )
         return (
             f"SELECT {self._unique_row_id_sql()} AS unique_row_id, "
@@ -275,7 +285,7 @@ class SqlPartitionLoad(PartitionLoad):
         """What to say of an error building the staging table: by default, the first value of
         an integer column that is not a whole int4, with its line (None: nothing found)."""
         integer_columns = [
-            c.name.lower() for c in self.schema.columns if c.type is ColumnType.INTEGER
+            c.name.lower() for c in self.file_columns if c.type is ColumnType.INTEGER
         ]
         values = ", ".join(f"('{name}', {self.quote(name)})" for name in integer_columns)
         found = self.execute(

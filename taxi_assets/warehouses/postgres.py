@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from functools import partial
+from typing import TypeVar
 
 import dagster as dg
 import psycopg
@@ -33,7 +34,7 @@ from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
-from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
+from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
@@ -44,6 +45,8 @@ from taxi_assets.warehouses.base import (
 from taxi_assets.warehouses.parallel_copy import copy_in_parallel
 from taxi_assets.warehouses.partition_load import SqlPartitionLoad
 from taxi_assets.warehouses.trip_queries import TripQueries
+
+T = TypeVar("T")
 
 # The Kestra DDL's types for the main and staging tables.
 TABLE_TYPES = {
@@ -266,7 +269,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
         self.execute(f"CREATE UNLOGGED TABLE {self.source} ({self.source_columns()})")
         return copy_in_parallel(
             self._writer_session,
-            f"COPY {self.source} ({self.column_list()}) FROM STDIN (FORMAT csv)",
+            f"COPY {self.source} ({self.file_column_list()}) FROM STDIN (FORMAT csv)",
             csv.data_line_chunks(),
             STAGING_WRITERS,
         )
@@ -277,7 +280,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
         columns = self.source_columns()
         self.execute(f"CREATE UNLOGGED TABLE {self.source} ({columns})")
         copy = (
-            f"COPY {self.source} ({self.column_list()}) "
+            f"COPY {self.source} ({self.file_column_list()}) "
             "FROM STDIN (FORMAT csv, HEADER true, FREEZE true)"
         )
         with self.connection.cursor() as cursor:
@@ -400,27 +403,62 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
 
     def ensure_tables(self) -> None:
         """Create the schema and both colours' main tables if missing (the dbt models read both,
-        whichever colour is loaded first). Only when something is missing does this take a lock
-        or run DDL; an existing plain table is left as it is."""
-        if all(
-            _table_exists(self.connection, self.sql_schema, schema.table)
+        whichever colour is loaded first), and give this colour's table the newer columns it
+        lacks (a table of the Kestra flow or of an earlier version: added in place, nullable).
+        Only when something is missing does this take a lock or run DDL; an existing plain
+        table stays plain, and the other colour's table is never waited for."""
+        missing = [
+            schema
             for schema in TRIP_SCHEMAS.values()
-        ):
-            return
-        with self.transaction():
-            self.execute(
-                sql.SQL("SELECT pg_advisory_xact_lock({})")
-                .format(_lock_key(self.sql_schema, "ddl"))
-                .as_string(self.connection)
+            if not _table_exists(self.connection, self.sql_schema, schema.table)
+        ]
+        if missing:
+            with self.transaction():
+                self.execute(
+                    sql.SQL("SELECT pg_advisory_xact_lock({})")
+                    .format(_lock_key(self.sql_schema, "ddl"))
+                    .as_string(self.connection)
+                )
+                self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.sql_schema)}")
+                for schema in missing:
+                    if not _table_exists(self.connection, self.sql_schema, schema.table):
+                        self._create_main_table(schema)
+        if self._missing_newer_columns():
+            self._waiting_for_locks(self._add_newer_columns, "adding the newer columns")
+
+    def _missing_newer_columns(self) -> list[Column]:
+        found = {
+            name
+            for (name,) in self.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                [self.sql_schema, self.schema.table],
             )
-            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.sql_schema)}")
-            for schema in TRIP_SCHEMAS.values():
-                if not _table_exists(self.connection, self.sql_schema, schema.table):
-                    self._create_main_table(schema)
+        }
+        return [c for c in self.schema.newer_columns if c.name.lower() not in found]
+
+    def _add_newer_columns(self) -> None:
+        with self.transaction():
+            self._set_lock_timeout()
+            added = self._missing_newer_columns()
+            if added:
+                self.execute(
+                    f"ALTER TABLE {self.main} "
+                    + ", ".join(
+                        f"ADD COLUMN IF NOT EXISTS {self.quote(c.name.lower())} "
+                        f"{TABLE_TYPES[c.type]}"
+                        for c in added
+                    )
+                )
+        if added:
+            dg.get_dagster_logger().info(
+                f"{self.sql_schema}.{self.schema.table}: added the newer columns "
+                f"{', '.join(c.name.lower() for c in added)} (NULL for the months loaded so far)"
+            )
 
     def _create_main_table(self, schema: TripSchema) -> None:
         columns = ", ".join(
-            f"{self.quote(c.name.lower())} {TABLE_TYPES[c.type]}" for c in schema.columns
+            f"{self.quote(c.name.lower())} {TABLE_TYPES[c.type]}" for c in schema.table_columns
         )
         self.execute(
             f"CREATE TABLE {self.qualified(schema.table)} "
@@ -432,27 +470,36 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
     def merge(self) -> MergedPartition:
         if not self.partitioned:
             return self.delete_and_insert()
+        return self._waiting_for_locks(self._swap, f"the swap of {self.partition.filename}")
+
+    def _waiting_for_locks(self, attempt: Callable[[], T], what: str) -> T:
+        """`attempt` (a transaction that sets a short `lock_timeout`), tried again while other
+        sessions hold the table: a long reader delays it instead of queueing every other reader
+        behind it. Logged while it lasts; given up after `SWAP_DEADLINE_SECONDS`."""
         started = time.monotonic()
         while True:
             try:
-                return self._swap()
+                return attempt()
             except psycopg.errors.LockNotAvailable:
                 waited = time.monotonic() - started
                 if waited > SWAP_DEADLINE_SECONDS:
                     raise WarehouseError(
                         f"{self.sql_schema}.{self.schema.table} stayed locked by other "
-                        f"sessions for {waited:.0f}s: {self.partition.filename} was not swapped in"
+                        f"sessions for {waited:.0f}s: {what} did not happen"
                     ) from None
                 dg.get_dagster_logger().info(
                     f"{self.schema.table} is in use by another session (a long query?); "
-                    f"retrying the swap of {self.partition.filename} ({waited:.0f}s so far)"
+                    f"retrying {what} ({waited:.0f}s so far)"
                 )
                 time.sleep(1.0)
+
+    def _set_lock_timeout(self) -> None:
+        self.execute(f"SET LOCAL lock_timeout = '{int(SWAP_LOCK_TIMEOUT_SECONDS * 1000)}ms'")
 
     def _swap(self) -> MergedPartition:
         filename = self.partition.filename
         with self.transaction():
-            self.execute(f"SET LOCAL lock_timeout = '{int(SWAP_LOCK_TIMEOUT_SECONDS * 1000)}ms'")
+            self._set_lock_timeout()
             self.require_staging()
             rows = self.staged_rows()
             replaced = 0
