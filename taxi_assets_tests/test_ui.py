@@ -56,8 +56,14 @@ def ui(http_root, tmp_path_factory):
         yield server, warehouse
 
 
+# How long a UI element may take to appear: the launch dialog asks the server for the
+# partitions, which takes seconds on a machine busy with other runs (30 s was once too short).
+UI_WAIT_MS = 90_000
+
+
 def _open(browser, url: str):
     page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page.set_default_timeout(UI_WAIT_MS)
     page.goto(url)
     skip = page.get_by_role("button", name="Skip")  # the first-visit "join the community" card
     with contextlib.suppress(PlaywrightTimeout):  # shown once per instance only
@@ -69,10 +75,10 @@ def test_the_asset_graph_shows_the_taxi_and_dbt_assets(browser, ui):
     server, _ = ui
     page = _open(browser, f"{server.url}/asset-groups")
     for group in ("taxi", "taxi_dbt"):  # expand both group boxes of the graph
-        page.get_by_text(group, exact=True).filter(visible=True).last.dblclick(timeout=30_000)
+        page.get_by_text(group, exact=True).filter(visible=True).last.dblclick()
     for asset in ("taxi_source_file", "taxi_trips_staging", "taxi_trips", "fact_trips",
                   "stg_green_tripdata", "dim_zones"):  # fmt: skip
-        page.get_by_text(asset, exact=True).filter(visible=True).last.wait_for(timeout=30_000)
+        page.get_by_text(asset, exact=True).filter(visible=True).last.wait_for()
     time.sleep(1)  # let the edges settle for the picture
     page.screenshot(path=str(ARTIFACTS / "asset_graph.png"))
     page.close()
@@ -81,7 +87,7 @@ def test_the_asset_graph_shows_the_taxi_and_dbt_assets(browser, ui):
 def test_a_partition_materialised_from_the_ui_loads_its_rows(browser, ui):
     server, warehouse = ui
     page = _open(browser, f"{server.url}/assets/taxi_trips")
-    page.get_by_role("button", name="Materialize…").click(timeout=30_000)
+    page.get_by_role("button", name="Materialize…").click()
     page.get_by_role("button", name="Confirm").click()  # staging comes along (one step)
     dialog = page.locator("[role=dialog]")
     month = dialog.get_by_placeholder("ex: 2019-01", exact=False)
@@ -96,11 +102,11 @@ def test_a_partition_materialised_from_the_ui_loads_its_rows(browser, ui):
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert rows_per_file(Db(warehouse), "green_tripdata") == {OCTOBER.filename: 95_120}
     partitions = _open(browser, f"{server.url}/assets/taxi_trips?view=partitions")
-    partitions.get_by_text("Materialized (1)").wait_for(timeout=30_000)
+    partitions.get_by_text("Materialized (1)").wait_for()
     partitions.get_by_placeholder("Filter by month").fill(OCTOBER.month)
     partitions.get_by_text(OCTOBER.month, exact=True).filter(visible=True).first.click()
     partitions.get_by_text(OCTOBER.taxi, exact=True).filter(visible=True).first.click()
-    partitions.get_by_text("rows_in_table").wait_for(timeout=30_000)  # the load's metadata
+    partitions.get_by_text("rows_in_table").wait_for()  # the load's metadata
     time.sleep(1)
     partitions.screenshot(path=str(ARTIFACTS / "partitions.png"))
     partitions.close()
