@@ -31,9 +31,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from load_benchmark import PG, Table, generate_month  # noqa: E402
 
-from taxi_assets.assets import load_taxi_trips  # noqa: E402
+from taxi_assets.assets import build_load_taxi_trips  # noqa: E402
 from taxi_assets.partitions import TaxiPartition  # noqa: E402
 from taxi_assets.resources import TaxiSource  # noqa: E402
+from taxi_assets.settings import Settings  # noqa: E402
 from taxi_assets.trip_schema import GREEN, YELLOW  # noqa: E402
 from taxi_assets.warehouses.base import TaxiWarehouse  # noqa: E402
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse  # noqa: E402
@@ -41,12 +42,13 @@ from taxi_assets.warehouses.postgres import PostgresWarehouse  # noqa: E402
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 DBT_DIR = ROOT / "dbt_project"
+LOAD = build_load_taxi_trips(Settings())  # the load step with the default settings
 
 
 def load(partitions: list[TaxiPartition], source: Path, warehouse: TaxiWarehouse) -> None:
     for partition in partitions:
         loaded = dg.materialize(
-            [load_taxi_trips],
+            [LOAD],
             partition_key=str(partition.key),
             resources={"source": TaxiSource(base_url=str(source)), "warehouse": warehouse},
         )

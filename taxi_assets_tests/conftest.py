@@ -18,13 +18,13 @@ import dagster as dg
 import psycopg
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource
 from taxi_assets.warehouses.base import TaxiWarehouse
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets.warehouses.postgres import PostgresWarehouse
+from taxi_assets_tests.runs import load_taxi_trips
 
 pytest_plugins = ["taxi_assets_tests.gcp_emulators"]
 

@@ -6,13 +6,13 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.schedules import month_for_tick, monthly_schedule, taxi_schedules
+from taxi_assets.schedules import month_for_tick, monthly_schedule
 from taxi_assets.sensors import NewMonthCursor, new_month_sensor
 from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets_tests.runs import load_taxi_trips, taxi_schedules
 from taxi_assets_tests.synthetic import write_month
 
 

@@ -12,6 +12,7 @@ from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets.warehouses.postgres import PostgresWarehouse
 from taxi_assets_tests.conftest import PG, WAREHOUSES, Db, any_warehouse
 from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists
+from taxi_assets_tests.runs import load_taxi_trips
 from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 
 JAN = TaxiPartition("green", "2019-01")
@@ -192,7 +193,6 @@ def test_postgres_refusing_connections_gives_a_short_clear_message(mirror):
     unreachable = PostgresWarehouse(
         host="127.0.0.1", port=_closed_port(), user="taxi", password=secret, database="ny_taxi"
     )
-    from taxi_assets.assets import load_taxi_trips
 
     result = dg.materialize(
         [load_taxi_trips],
@@ -220,7 +220,6 @@ def test_password_reaches_no_log_or_metadata(mirror, postgres_warehouse):
     write_month(mirror.directory, GREEN, JAN, 10)
     secret = "pw-0a9b8c-never-print-me"
     with_password = postgres_warehouse.model_copy(update={"password": secret})
-    from taxi_assets.assets import load_taxi_trips
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
@@ -242,7 +241,6 @@ def test_a_postgres_setting_to_fix_fails_at_once_and_says_which(mirror, setting,
     write_month(mirror.directory, GREEN, JAN, 10)
     settings = {"host": PG["host"], "port": PG["port"], "user": PG["user"], "database": "postgres"}
     wrong = PostgresWarehouse(**{**settings, setting: value})
-    from taxi_assets.assets import load_taxi_trips
 
     result = dg.materialize(
         [load_taxi_trips],
@@ -268,7 +266,6 @@ def test_a_schema_the_user_may_not_create_in_is_named(mirror, postgres_warehouse
             host=PG["host"], port=PG["port"], user=role,
             database=postgres_warehouse.database, sql_schema=postgres_warehouse.sql_schema,
         )  # fmt: skip
-        from taxi_assets.assets import load_taxi_trips
 
         result = dg.materialize(
             [load_taxi_trips],

@@ -6,12 +6,9 @@ import hashlib
 import dagster as dg
 import pytest
 import sqlglot
-from dagster_dbt import DbtCliResource
 from sqlglot import exp
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import taxi_trip_checks
-from taxi_assets.dbt_models import dbt_project, taxi_dbt_models, taxi_dbt_months
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW, TripSchema
 from taxi_assets.warehouses.bigquery import (
@@ -21,6 +18,7 @@ from taxi_assets.warehouses.bigquery import (
 )
 from taxi_assets_tests.dagster_dev import free_port as closed_port
 from taxi_assets_tests.helpers import check_results, failure_message, metadata
+from taxi_assets_tests.runs import load_taxi_trips, taxi_dbt
 from taxi_assets_tests.synthetic import write_month
 from taxi_assets_tests.test_dbt import known_zones
 
@@ -169,15 +167,15 @@ def test_dbt_builds_on_the_emulator(mirror, bigquery_warehouse, monkeypatch):
         "DBT_BIGQUERY_TOKEN": "dummy-token",
     }.items():
         monkeypatch.setenv(name, value)
-    dbt = DbtCliResource(project_dir=dbt_project, target="bigquery")
+    dbt = taxi_dbt()
 
     # The first build makes every model; the second replaces the month's facts in place
     # (incremental: the pre-hook's delete, then a merge that inserts).
-    for assets in ([taxi_dbt_models, taxi_dbt_months], [taxi_dbt_months]):
+    for assets in ([dbt.models, dbt.months], [dbt.months]):
         result = dg.materialize(
             assets,
             partition_key="2019-01",
-            resources={"dbt": dbt, "warehouse": warehouse},
+            resources={"dbt": dbt.resource("bigquery"), "warehouse": warehouse},
             raise_on_error=False,
         )
 

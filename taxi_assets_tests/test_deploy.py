@@ -11,12 +11,13 @@ import psycopg
 import pytest
 import yaml
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.settings import VARIABLES
 from taxi_assets.trip_schema import GREEN
 from taxi_assets_tests.conftest import PG
 from taxi_assets_tests.helpers import rows_per_file
+from taxi_assets_tests.runs import load_taxi_trips
 from taxi_assets_tests.synthetic import write_month
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,14 +104,13 @@ def test_compose_services_ports_healthchecks_and_order():
 def test_compose_and_code_variables_are_all_in_env_example():
     compose_text = (ROOT / "docker-compose.yml").read_text()
     in_compose = set(re.findall(r"(?<!\$)\$\{(\w+)", compose_text))  # not $${container vars}
-    code = "\n".join(p.read_text() for p in (ROOT / "taxi_assets").glob("*.py"))
-    in_code = set(re.findall(r'_env\("(\w+)"', code)) | set(
-        re.findall(r'environ\.get\("(\w+)"', code)
-    )
+    code = "\n".join(p.read_text() for p in (ROOT / "taxi_assets").rglob("*.py"))
+    in_code = set(re.findall(r'_env\(settings, "(\w+)"', code))
     dbt = (ROOT / "dbt_project" / "profiles.yml").read_text()
     in_dbt = set(re.findall(r"env_var\('(\w+)'", dbt))
-    assert in_compose and in_code and in_dbt
-    assert (in_compose | in_code | in_dbt) - ENV_EXAMPLE == {"PATH"}  # (dbt found on PATH)
+    assert in_compose and in_dbt
+    assert in_code and in_code <= set(VARIABLES)  # the resources' variables are among the settings'
+    assert (in_compose | set(VARIABLES) | in_dbt) - ENV_EXAMPLE == set()
 
 
 def test_dockerfile_copies_what_exists_and_the_stack_uses_its_dagster_yaml():

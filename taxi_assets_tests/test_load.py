@@ -8,7 +8,7 @@ import threading
 import dagster as dg
 import pytest
 
-from taxi_assets.assets import TRIPS, load_taxi_trips
+from taxi_assets.assets import TRIPS
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
@@ -23,6 +23,7 @@ from taxi_assets_tests.helpers import (
     staging_metadata,
     table_exists,
 )
+from taxi_assets_tests.runs import load_taxi_trips
 from taxi_assets_tests.synthetic import (
     csv_lines,
     expected_unique_row_id,

@@ -8,12 +8,12 @@ import random
 import dagster as dg
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets.warehouses.float_text import postgres_float_text
 from taxi_assets_tests.conftest import Db, real_sample
 from taxi_assets_tests.kestra_flow import kestra_ids
+from taxi_assets_tests.runs import load_taxi_trips
 from taxi_assets_tests.synthetic import (
     csv_lines,
     generate_rows,

@@ -8,13 +8,14 @@ import dagster as dg
 import duckdb
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.resources import TaxiSource, source_from_env
+from taxi_assets.resources import TaxiSource
+from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import GREEN, YELLOW, ColumnType, TripSchema
 from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse
 from taxi_assets_tests.helpers import failure_message, fingerprint, rows_per_file
+from taxi_assets_tests.runs import load_taxi_trips
 from taxi_assets_tests.synthetic import (
     csv_lines,
     expected_unique_row_id,
@@ -202,6 +203,6 @@ def test_a_source_setting_of_another_kind_says_so_at_start_up(monkeypatch, name,
     monkeypatch.setenv(name, value)
 
     with pytest.raises(ValueError) as raised:
-        source_from_env()
+        Settings.from_env()
 
     assert str(raised.value).startswith(says)
