@@ -2,12 +2,10 @@
 server that serves trip files laid out as the DataTalksClub release is."""
 
 import collections
-import functools
 import gzip
 import http.server
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from taxi_assets.resources import TaxiSource
 from taxi_assets.warehouses.base import TaxiWarehouse
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets.warehouses.postgres import PostgresWarehouse
+from taxi_assets_testkit.local_servers import PG, serve_directory
 from taxi_assets_tests.runs import load_taxi_trips
 
 pytest_plugins = ["taxi_assets_tests.gcp_emulators"]
@@ -36,14 +35,6 @@ def real_sample(name: str) -> Path:
     """A real TLC file: the shipped full month, or one of the samples in `data/real`."""
     shipped = SAMPLE_SOURCE / name.split("_")[0] / name
     return shipped if shipped.exists() else REAL_DATA / name
-
-
-PG = {
-    "host": os.environ.get("PGHOST", "127.0.0.1"),
-    "port": int(os.environ.get("PGPORT", "5432")),
-    "user": os.environ.get("PGUSER", "postgres"),
-    "password": os.environ.get("PGPASSWORD") or None,
-}
 
 
 def postgres_env(database: str, schema: str) -> dict[str, str]:
@@ -226,11 +217,8 @@ class _SourceHandler(http.server.SimpleHTTPRequestHandler):
 def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A real HTTP server on 127.0.0.1 serving a temporary directory."""
     root = tmp_path_factory.mktemp("http_root")
-    handler = functools.partial(_SourceHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server, url = serve_directory(root, _SourceHandler)
+    yield root, url
     server.shutdown()
     server.server_close()
 

@@ -12,8 +12,8 @@ from taxi_assets.partitions import TaxiPartition
 from taxi_assets.schedules import month_for_tick, monthly_schedule
 from taxi_assets.sensors import NewMonthCursor, new_month_sensor
 from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.runs import load_taxi_trips, taxi_schedules
-from taxi_assets_tests.synthetic import write_month
 
 
 def _definitions(mirror, warehouse, schedules=(), sensors=()) -> dg.Definitions:

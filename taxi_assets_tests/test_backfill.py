@@ -15,10 +15,10 @@ from taxi_assets.assets import TRIPS
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
+from taxi_assets_testkit.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.conftest import PG, Db, Mirror, postgres_env
-from taxi_assets_tests.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
-from taxi_assets_tests.synthetic import write_month
 
 # Six months: enough for four loads at once, and CI time stays in bounds (a 12-month backfill
 # is what benchmarks/backfill_benchmark.py runs).

@@ -2,7 +2,6 @@
 test loads a good month first, then a bad file for the same partition."""
 
 import gzip
-import socket
 
 import dagster as dg
 import pytest
@@ -10,10 +9,11 @@ import pytest
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets.warehouses.postgres import PostgresWarehouse
+from taxi_assets_testkit.local_servers import free_port
+from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 from taxi_assets_tests.conftest import PG, WAREHOUSES, Db, any_warehouse
 from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists
 from taxi_assets_tests.runs import load_taxi_trips
-from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 
 JAN = TaxiPartition("green", "2019-01")
 FILE = "green_tripdata_2019-01.csv.gz"
@@ -181,17 +181,11 @@ def test_quoted_line_break_is_caught_by_the_row_count(mirror, load, db, loaded):
     assert f"{FILE}: 21 data lines but 20 CSV rows" in message
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_postgres_refusing_connections_gives_a_short_clear_message(mirror):
     write_month(mirror.directory, GREEN, JAN, 10)
     secret = "pw-5f8e2c-never-print-me"
     unreachable = PostgresWarehouse(
-        host="127.0.0.1", port=_closed_port(), user="taxi", password=secret, database="ny_taxi"
+        host="127.0.0.1", port=free_port(), user="taxi", password=secret, database="ny_taxi"
     )
 
     result = dg.materialize(

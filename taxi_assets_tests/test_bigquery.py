@@ -16,10 +16,10 @@ from taxi_assets.warehouses.bigquery import (
     _BigQueryPartitionLoad,
     gcp_setup_job,
 )
-from taxi_assets_tests.dagster_dev import free_port as closed_port
+from taxi_assets_testkit.local_servers import free_port as closed_port
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import check_results, failure_message, metadata
 from taxi_assets_tests.runs import load_taxi_trips, taxi_dbt
-from taxi_assets_tests.synthetic import write_month
 from taxi_assets_tests.test_dbt import known_zones
 
 pytestmark = pytest.mark.emulators

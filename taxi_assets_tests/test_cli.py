@@ -17,10 +17,10 @@ import pytest
 from taxi_assets.assets import TRIPS
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
+from taxi_assets_testkit.dagster_dev import ROOT, DagsterDev
+from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 from taxi_assets_tests.conftest import PG, Db, postgres_env
-from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
-from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 
 JAN = TaxiPartition("green", "2019-01")
 DAGSTER = Path(sys.executable).parent / "dagster"

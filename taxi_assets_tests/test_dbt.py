@@ -24,14 +24,14 @@ from taxi_assets.dbt_models import DBT_PROJECT_DIR
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
-from taxi_assets_tests.conftest import WAREHOUSES, Db, any_warehouse, postgres_env
-from taxi_assets_tests.runs import load_taxi_trips, taxi_dbt
-from taxi_assets_tests.synthetic import (
+from taxi_assets_testkit.synthetic import (
     csv_lines,
     expected_unique_row_id,
     write_csv_gz,
     write_month,
 )
+from taxi_assets_tests.conftest import WAREHOUSES, Db, any_warehouse, postgres_env
+from taxi_assets_tests.runs import load_taxi_trips, taxi_dbt
 
 MONTHS = [("green", "2019-01", 900), ("green", "2019-02", 700),
           ("yellow", "2019-01", 800), ("yellow", "2019-02", 600)]  # fmt: skip

@@ -23,11 +23,11 @@ from taxi_assets.resources import TaxiSource
 from taxi_assets.settings import Settings
 from taxi_assets.source import MinimumRate, SourceError, SourceUnavailable, fetch, redact_url
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
+from taxi_assets_testkit.local_servers import free_port
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.conftest import real_sample
-from taxi_assets_tests.dagster_dev import free_port
 from taxi_assets_tests.helpers import rows_per_file
 from taxi_assets_tests.runs import load_taxi_trips
-from taxi_assets_tests.synthetic import write_month
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,10 +15,10 @@ from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.settings import VARIABLES
 from taxi_assets.trip_schema import GREEN
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.conftest import PG
 from taxi_assets_tests.helpers import rows_per_file
 from taxi_assets_tests.runs import load_taxi_trips
-from taxi_assets_tests.synthetic import write_month
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

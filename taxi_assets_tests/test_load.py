@@ -12,6 +12,13 @@ from taxi_assets.assets import TRIPS
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets_testkit.synthetic import (
+    csv_lines,
+    expected_unique_row_id,
+    generate_rows,
+    write_csv_gz,
+    write_month,
+)
 from taxi_assets_tests.conftest import REAL_DATA, WAREHOUSES, any_warehouse
 from taxi_assets_tests.helpers import (
     check_results,
@@ -24,13 +31,6 @@ from taxi_assets_tests.helpers import (
     table_exists,
 )
 from taxi_assets_tests.runs import load_taxi_trips
-from taxi_assets_tests.synthetic import (
-    csv_lines,
-    expected_unique_row_id,
-    generate_rows,
-    write_csv_gz,
-    write_month,
-)
 
 JAN = TaxiPartition("green", "2019-01")
 FEB = TaxiPartition("green", "2019-02")

@@ -7,9 +7,9 @@ import dagster as dg
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource
 from taxi_assets.trip_schema import GREEN
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import failure_message, rows_per_file
 from taxi_assets_tests.runs import load_taxi_trips
-from taxi_assets_tests.synthetic import write_month
 
 JAN = TaxiPartition("green", "2019-01")
 

@@ -11,14 +11,14 @@ import pytest
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets.warehouses.float_text import postgres_float_text
-from taxi_assets_tests.conftest import Db, real_sample
-from taxi_assets_tests.kestra_flow import kestra_ids
-from taxi_assets_tests.runs import load_taxi_trips
-from taxi_assets_tests.synthetic import (
+from taxi_assets_testkit.kestra_flow import kestra_ids
+from taxi_assets_testkit.synthetic import (
     csv_lines,
     generate_rows,
     write_csv_gz,
 )
+from taxi_assets_tests.conftest import Db, real_sample
+from taxi_assets_tests.runs import load_taxi_trips
 
 REAL_FILES = [
     ("2020-10|green", "green_tripdata_2020-10.csv.gz", 95_120),

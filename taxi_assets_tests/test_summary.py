@@ -13,9 +13,9 @@ import dagster as dg
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.summary import top_pickup_zones
 from taxi_assets.trip_schema import GREEN
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.conftest import postgres_env, real_sample
 from taxi_assets_tests.runs import load_taxi_trips
-from taxi_assets_tests.synthetic import write_month
 
 
 def test_top_pickup_zones_of_the_real_month(mirror, load, warehouse):

@@ -13,15 +13,15 @@ from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource
 from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import GREEN, YELLOW, ColumnType, TripSchema
-from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse
-from taxi_assets_tests.helpers import failure_message, fingerprint, rows_per_file
-from taxi_assets_tests.runs import load_taxi_trips
-from taxi_assets_tests.synthetic import (
+from taxi_assets_testkit.synthetic import (
     csv_lines,
     expected_unique_row_id,
     generate_rows,
     write_csv_gz,
 )
+from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse
+from taxi_assets_tests.helpers import failure_message, fingerprint, rows_per_file
+from taxi_assets_tests.runs import load_taxi_trips
 
 IDS = {"VendorID", "PULocationID", "DOLocationID"}
 

@@ -14,8 +14,8 @@ from playwright.sync_api import sync_playwright
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
+from taxi_assets_testkit.dagster_dev import ROOT, DagsterDev
 from taxi_assets_tests.conftest import Db, Mirror, real_sample, under_ci
-from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
 from taxi_assets_tests.helpers import rows_per_file
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
