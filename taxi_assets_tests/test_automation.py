@@ -108,7 +108,7 @@ def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | 
         return defs.get_sensor_def("taxi_new_months").evaluate_tick(context)
 
 
-def test_sensor_requests_exactly_the_published_unloaded_months_once(mirror, warehouse):
+def test_sensor_requests_exactly_the_published_unloaded_months_once(mirror, warehouse, load):
     published = [TaxiPartition("green", f"2019-0{m}") for m in (1, 2, 3)] + [
         TaxiPartition("yellow", "2019-02")
     ]
@@ -119,12 +119,7 @@ def test_sensor_requests_exactly_the_published_unloaded_months_once(mirror, ware
     defs = _definitions(mirror, warehouse, sensors=[sensor])
 
     with dg.instance_for_test() as instance:
-        dg.materialize(
-            [load_taxi_trips],
-            partition_key="2019-01|green",
-            instance=instance,
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
+        load("2019-01|green", instance=instance)
         first = _evaluate(defs, instance, None)
         second = _evaluate(defs, instance, first.cursor)
 

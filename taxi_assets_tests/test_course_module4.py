@@ -8,15 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import duckdb_resource
 from taxi_assets.settings import Settings
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
-from taxi_assets_tests.conftest import Db, real_sample
-from taxi_assets_tests.runs import load_taxi_trips, taxi_dbt
+from taxi_assets_tests.databases import Db, set_warehouse_env
+from taxi_assets_tests.runs import materialize_dbt, materialize_load
+from taxi_assets_tests.samples import real_sample
 
 DBT = Path(sys.executable).parent / "dbt"
 SAMPLES = {
@@ -85,8 +85,7 @@ def default_duckdb(tmp_path, monkeypatch):
     warehouse = DuckDBWarehouse(
         path=str(tmp_path / Path(default.path).name), sql_schema=default.sql_schema
     )
-    monkeypatch.setenv("TAXI_WAREHOUSE", "duckdb")
-    monkeypatch.setenv("TAXI_DUCKDB_PATH", warehouse.path)
+    set_warehouse_env(monkeypatch, warehouse)
     return warehouse
 
 
@@ -94,19 +93,8 @@ def test_the_course_dbt_lookup_reads_our_tables_beside_our_models(mirror, defaul
     warehouse = default_duckdb
     for partition, sample in SAMPLES.items():
         mirror.put_csv(partition, real_sample(sample))
-        loaded = dg.materialize(
-            [load_taxi_trips],
-            partition_key=str(partition.key),
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
-        assert loaded.success
-    dbt = taxi_dbt()
-    ours = dg.materialize(
-        [dbt.models, dbt.months],
-        partition_key=next(iter(SAMPLES)).month,
-        resources={"dbt": dbt.resource(), "warehouse": warehouse},
-    )
-    assert ours.success
+        assert materialize_load(partition, mirror.source(), warehouse).success
+    assert materialize_dbt(warehouse, partition_key=next(iter(SAMPLES)).month).success
     course = tmp_path / "course_like"
     write_course_like_project(course, Path(warehouse.path))
 

@@ -30,30 +30,20 @@ from taxi_assets_testkit.synthetic import (
     write_csv_gz,
     write_month,
 )
-from taxi_assets_tests.conftest import WAREHOUSES, Db, any_warehouse, postgres_env
-from taxi_assets_tests.runs import load_taxi_trips, taxi_dbt
+from taxi_assets_tests.databases import Db, set_warehouse_env
+from taxi_assets_tests.runs import materialize_dbt, materialize_load, taxi_dbt
 
+pytestmark = pytest.mark.every_warehouse  # the dbt project builds on PostgreSQL and DuckDB alike
 MONTHS = [("green", "2019-01", 900), ("green", "2019-02", 700),
           ("yellow", "2019-01", 800), ("yellow", "2019-02", 600)]  # fmt: skip
 DBT_MODELS = {"stg_green_tripdata", "stg_yellow_tripdata", "stg_trips_without_vendor",
               "fact_trips", "dm_monthly_zone_revenue"}  # fmt: skip
 
 
-@pytest.fixture(params=WAREHOUSES)
-def warehouse(request):
-    """The dbt project builds on PostgreSQL and on DuckDB alike."""
-    return any_warehouse(request)
-
-
 @pytest.fixture
 def dbt_env(monkeypatch, warehouse):
     """dbt reads the same variables as the Dagster resource: point them at the test's warehouse."""
-    monkeypatch.setenv("TAXI_WAREHOUSE", warehouse.kind)
-    if isinstance(warehouse, DuckDBWarehouse):
-        monkeypatch.setenv("TAXI_DUCKDB_PATH", str(warehouse.database_file))
-        return
-    for name, value in postgres_env(warehouse.database, warehouse.sql_schema).items():
-        monkeypatch.setenv(name, value)
+    set_warehouse_env(monkeypatch, warehouse)
 
 
 @pytest.fixture
@@ -91,15 +81,8 @@ def _expected_fact_trips(loaded_months) -> list[tuple[str, dict]]:
 
 def _build(warehouse, **kwargs) -> dg.ExecuteInProcessResult:
     """Every dbt model, the facts of the loaded months (one run of a range, as a backfill)."""
-    dbt = taxi_dbt()
-    resources = {"dbt": dbt.resource(warehouse.kind), "warehouse": warehouse}
     first, last = min(month for _, month, _ in MONTHS), max(month for _, month, _ in MONTHS)
-    return dg.materialize(
-        [dbt.models, dbt.months],
-        resources=resources,
-        tags={RANGE_START: first, RANGE_END: last},
-        **kwargs,
-    )
+    return materialize_dbt(warehouse, tags={RANGE_START: first, RANGE_END: last}, **kwargs)
 
 
 def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, db, warehouse):
@@ -185,14 +168,12 @@ def test_the_facts_wait_for_loads_under_way_then_rebuild_their_months_once():
 
 def _execute(request: dg.RunRequest, warehouse, instance) -> None:
     """Run a sensor's request as the daemon would: its assets, its partition or range."""
-    dbt = taxi_dbt()
-    result = dg.materialize(
-        [dbt.models, dbt.months],
+    result = materialize_dbt(
+        warehouse,
         selection=request.asset_selection,
         partition_key=request.partition_key,
         tags=request.tags,
         instance=instance,
-        resources={"dbt": dbt.resource(warehouse.kind), "warehouse": warehouse},
     )
     assert result.success
 
@@ -259,14 +240,12 @@ def test_dbt_builds_in_the_duckdb_file_a_relative_path_names(mirror, duckdb_ware
     warehouse = DuckDBWarehouse(path=relative)
     assert not Path(relative).is_absolute()
     assert warehouse.database_file.resolve() == duckdb_warehouse.database_file
-    monkeypatch.setenv("TAXI_WAREHOUSE", "duckdb")
-    monkeypatch.setenv("TAXI_DUCKDB_PATH", relative)
+    set_warehouse_env(monkeypatch, warehouse)
+    monkeypatch.setenv("TAXI_DUCKDB_PATH", relative)  # as the user wrote it
     rows = write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 200)
-    resources = {"source": mirror.source(), "warehouse": warehouse}
-    assert dg.materialize([load_taxi_trips], partition_key="2019-01|green", resources=resources)
-    dbt = taxi_dbt()
+    assert materialize_load("2019-01|green", mirror.source(), warehouse).success
 
-    built = dg.materialize([dbt.models], resources={"dbt": dbt.resource(), "warehouse": warehouse})
+    built = materialize_dbt(warehouse, taxi_dbt().models)
 
     assert built.success
     staged = Db(warehouse).execute("SELECT count(*) FROM stg_green_tripdata").fetchone()[0]

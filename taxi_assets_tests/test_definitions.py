@@ -25,9 +25,9 @@ from taxi_assets.source import MinimumRate, SourceError, SourceUnavailable, fetc
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
 from taxi_assets_testkit.local_servers import free_port
 from taxi_assets_testkit.synthetic import write_month
-from taxi_assets_tests.conftest import real_sample
 from taxi_assets_tests.helpers import rows_per_file
-from taxi_assets_tests.runs import load_taxi_trips
+from taxi_assets_tests.runs import materialize_load
+from taxi_assets_tests.samples import real_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -275,11 +275,7 @@ def test_a_local_directory_is_a_source_too(tmp_path, warehouse, db, form):
     write_month(tmp_path, GREEN, TaxiPartition("green", "2019-01"), 42)
     base = tmp_path.as_uri() if form == "file-url" else str(tmp_path)
 
-    result = dg.materialize(
-        [load_taxi_trips],
-        partition_key="2019-01|green",
-        resources={"source": TaxiSource(base_url=base), "warehouse": warehouse},
-    )
+    result = materialize_load("2019-01|green", TaxiSource(base_url=base), warehouse)
 
     assert result.success
     assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 42}

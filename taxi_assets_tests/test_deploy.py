@@ -11,14 +11,12 @@ import psycopg
 import pytest
 import yaml
 
-from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.settings import VARIABLES
 from taxi_assets.trip_schema import GREEN
+from taxi_assets_testkit.local_servers import PG
 from taxi_assets_testkit.synthetic import write_month
-from taxi_assets_tests.conftest import PG
 from taxi_assets_tests.helpers import rows_per_file
-from taxi_assets_tests.runs import load_taxi_trips
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -41,7 +39,7 @@ def storage_database(test_database):
 
 
 def test_the_stack_instance_runs_a_partition_on_postgres_storage(
-    storage_database, monkeypatch, tmp_path, mirror, warehouse, db
+    storage_database, monkeypatch, tmp_path, mirror, load, db
 ):
     for name, value in {
         "DAGSTER_PG_HOST": PG["host"],
@@ -55,12 +53,7 @@ def test_the_stack_instance_runs_a_partition_on_postgres_storage(
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 321)
 
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        result = dg.materialize(
-            [load_taxi_trips, *taxi_trip_checks],
-            partition_key="2019-01|green",
-            instance=instance,
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
+        result = load("2019-01|green", instance=instance)
         storage = type(instance.run_storage).__name__
         pools = instance.get_concurrency_config().pool_config
 

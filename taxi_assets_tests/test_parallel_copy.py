@@ -14,13 +14,13 @@ from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, ColumnType
 from taxi_assets.warehouses.parallel_copy import copy_in_parallel
 from taxi_assets_testkit.kestra_flow import kestra_ids
+from taxi_assets_testkit.local_servers import PG
 from taxi_assets_testkit.synthetic import (
     csv_lines,
     expected_unique_row_id,
     generate_rows,
     write_csv_gz,
 )
-from taxi_assets_tests.conftest import PG
 
 JAN = TaxiPartition("green", "2019-01")
 ONE_SESSION = "copying the file again with one session"

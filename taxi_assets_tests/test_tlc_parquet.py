@@ -8,7 +8,6 @@ import dagster as dg
 import duckdb
 import pytest
 
-from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource
 from taxi_assets.settings import Settings
@@ -19,10 +18,10 @@ from taxi_assets_testkit.synthetic import (
     generate_rows,
     write_csv_gz,
 )
-from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse
 from taxi_assets_tests.helpers import failure_message, fingerprint, rows_per_file
-from taxi_assets_tests.runs import load_taxi_trips
+from taxi_assets_tests.runs import materialize_load
 
+pytestmark = pytest.mark.every_warehouse  # the TLC's months load into PostgreSQL and DuckDB alike
 IDS = {"VendorID", "PULocationID", "DOLocationID"}
 
 
@@ -69,23 +68,13 @@ def write_parquet(
     return path
 
 
-@pytest.fixture(params=WAREHOUSES)
-def warehouse(request):
-    return any_warehouse(request)
-
-
 def tlc_source(mirror, **kwargs) -> TaxiSource:
     """The mirror serves the TLC's flat layout too: `{url}/{taxi}_tripdata_{YYYY-MM}.parquet`."""
     return TaxiSource(base_url=mirror.url, tlc_url=mirror.url, retries=1, **kwargs)
 
 
 def load(source: TaxiSource, warehouse, partition: TaxiPartition) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [load_taxi_trips, *taxi_trip_checks],
-        partition_key=str(partition.key),
-        resources={"source": source, "warehouse": warehouse},
-        raise_on_error=False,
-    )
+    return materialize_load(partition, source, warehouse, raise_on_error=False)
 
 
 def ids(db, schema: TripSchema) -> list[str]:
