@@ -1,6 +1,8 @@
 """The tests' warehouses: a PostgreSQL schema or a DuckDB file of a test's own, the environment
 that points a process of its own at one (`warehouse_env`), and plain SQL against either (`Db`)."""
 
+from typing import TypeVar
+
 import psycopg
 import pytest
 
@@ -29,6 +31,15 @@ def postgres_warehouse_at(database: str, sql_schema: str) -> PostgresWarehouse:
         database=database,
         sql_schema=sql_schema,
     )
+
+
+Warehouse = TypeVar("Warehouse", bound=TaxiWarehouse)
+
+
+def replaced(warehouse: Warehouse, **fields: object) -> Warehouse:
+    """The warehouse resource with some fields changed. (Not `model_copy(update=…)`: a run uses
+    the configuration a resource was built with, so the change would never reach it.)"""
+    return type(warehouse)(**{**warehouse.model_dump(), **fields})
 
 
 def admin_connection(database: str = "postgres") -> psycopg.Connection:

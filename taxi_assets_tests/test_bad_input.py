@@ -11,7 +11,7 @@ from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets.warehouses.postgres import PostgresWarehouse
 from taxi_assets_testkit.local_servers import PG, free_port
 from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
-from taxi_assets_tests.databases import Db
+from taxi_assets_tests.databases import Db, replaced
 from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists
 from taxi_assets_tests.runs import materialize_load
 
@@ -205,7 +205,7 @@ def test_password_reaches_no_log_or_metadata(mirror, postgres_warehouse):
     """Trust auth ignores the password, so the load succeeds with one set; it shows nowhere."""
     write_month(mirror.directory, GREEN, JAN, 10)
     secret = "pw-0a9b8c-never-print-me"
-    with_password = postgres_warehouse.model_copy(update={"password": secret})
+    with_password = replaced(postgres_warehouse, password=secret)
 
     with dg.instance_for_test() as instance:
         result = materialize_load(JAN, mirror.source(), with_password, instance=instance)
@@ -238,10 +238,7 @@ def test_a_schema_the_user_may_not_create_in_is_named(mirror, postgres_warehouse
     admin = Db(postgres_warehouse).postgres
     admin.execute(f'CREATE ROLE "{role}" LOGIN')  # may connect, may not create a schema
     try:
-        reader = PostgresWarehouse(
-            host=PG["host"], port=PG["port"], user=role,
-            database=postgres_warehouse.database, sql_schema=postgres_warehouse.sql_schema,
-        )  # fmt: skip
+        reader = replaced(postgres_warehouse, user=role)
         result = materialize_load(JAN, mirror.source(), reader, raise_on_error=False)
     finally:
         admin.execute(f'DROP ROLE "{role}"')

@@ -17,7 +17,7 @@ from taxi_assets.warehouses.bigquery import (
 )
 from taxi_assets_testkit.local_servers import free_port as closed_port
 from taxi_assets_testkit.synthetic import write_month
-from taxi_assets_tests.databases import set_warehouse_env
+from taxi_assets_tests.databases import replaced, set_warehouse_env
 from taxi_assets_tests.helpers import check_results, failure_message, metadata
 from taxi_assets_tests.runs import materialize_dbt, materialize_load, taxi_dbt
 from taxi_assets_tests.test_dbt import known_zones
@@ -171,9 +171,8 @@ def test_dbt_builds_on_the_emulator(mirror, bigquery_warehouse, monkeypatch):
 
 def test_credentials_reach_no_log_or_metadata(mirror, bigquery_warehouse):
     secret = "-----BEGIN PRIVATE KEY-----never-print-me"
-    warehouse = bigquery_warehouse.model_copy(
-        update={"credentials_json": f'{{"type": "service_account", "private_key": "{secret}"}}'}
-    )
+    credentials = f'{{"type": "service_account", "private_key": "{secret}"}}'
+    warehouse = replaced(bigquery_warehouse, credentials_json=credentials)
     warehouse.ensure_bucket_and_dataset()
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 20)
 
