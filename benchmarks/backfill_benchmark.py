@@ -10,7 +10,6 @@ Needs PostgreSQL (PG* variables). Prints a table; asserts nothing about speed.
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -19,16 +18,13 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from load_benchmark import PG, serve_directory  # noqa: E402
-
-from taxi_assets.assets import TRIPS  # noqa: E402
-from taxi_assets.partitions import TaxiPartition  # noqa: E402
-from taxi_assets.trip_schema import TRIP_SCHEMAS  # noqa: E402
-from taxi_assets_tests.dagster_dev import DagsterDev, load_step_windows  # noqa: E402
-from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz  # noqa: E402
+from taxi_assets.assets import TRIPS
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.trip_schema import TRIP_SCHEMAS
+from taxi_assets_testkit.benchmarking import PG
+from taxi_assets_testkit.dagster_dev import DagsterDev, load_step_windows
+from taxi_assets_testkit.local_servers import serve_directory
+from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz
 
 MONTHS = [
     TaxiPartition(taxi, f"2019-{m:02d}") for taxi in ("green", "yellow") for m in range(1, 13)
@@ -83,7 +79,7 @@ def main() -> None:
     cache = Path(tempfile.gettempdir()) / f"taxi_backfill_bench_{args.rows}"
     _months(cache, args.rows)
     schema_name = f"bench_{uuid.uuid4().hex[:8]}"
-    env = {"TAXI_SOURCE_URL": serve_directory(cache), "TAXI_WAREHOUSE": "postgres",
+    env = {"TAXI_SOURCE_URL": serve_directory(cache)[1], "TAXI_WAREHOUSE": "postgres",
            "TAXI_PG_SCHEMA": schema_name,
            "PGHOST": PG["host"], "PGPORT": str(PG["port"]), "PGUSER": PG["user"],
            "PGDATABASE": PG["dbname"]}  # fmt: skip

@@ -26,27 +26,26 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
+from taxi_assets.assets import build_load_taxi_trips
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.resources import TaxiSource
+from taxi_assets.settings import Settings
+from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets.warehouses.base import TaxiWarehouse
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
+from taxi_assets.warehouses.postgres import PostgresWarehouse
+from taxi_assets_testkit.benchmarking import PG, Table, write_big_month
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from load_benchmark import PG, Table, generate_month  # noqa: E402
-
-from taxi_assets.assets import load_taxi_trips  # noqa: E402
-from taxi_assets.partitions import TaxiPartition  # noqa: E402
-from taxi_assets.resources import TaxiSource  # noqa: E402
-from taxi_assets.trip_schema import GREEN, YELLOW  # noqa: E402
-from taxi_assets.warehouses.base import TaxiWarehouse  # noqa: E402
-from taxi_assets.warehouses.duckdb import DuckDBWarehouse  # noqa: E402
-from taxi_assets.warehouses.postgres import PostgresWarehouse  # noqa: E402
-
 DBT = str(Path(sys.executable).with_name("dbt"))
 DBT_DIR = ROOT / "dbt_project"
+LOAD = build_load_taxi_trips(Settings())  # the load step with the default settings
 
 
 def load(partitions: list[TaxiPartition], source: Path, warehouse: TaxiWarehouse) -> None:
     for partition in partitions:
         loaded = dg.materialize(
-            [load_taxi_trips],
+            [LOAD],
             partition_key=str(partition.key),
             resources={"source": TaxiSource(base_url=str(source)), "warehouse": warehouse},
         )
@@ -123,10 +122,10 @@ def main() -> None:
     ]
     source = args.cache / f"rows_{args.month_rows}"
     for partition in months:
-        generate_month(source / "yellow" / partition.source_filename, YELLOW, partition,
+        write_big_month(source / "yellow" / partition.source_filename, YELLOW, partition,
                        args.month_rows)  # fmt: skip
     green = TaxiPartition("green", months[0].month)
-    generate_month(source / "green" / green.source_filename, GREEN, green, 1_000)
+    write_big_month(source / "green" / green.source_filename, GREEN, green, 1_000)
 
     table = Table()
     schema = f"bench_facts_{uuid.uuid4().hex[:8]}"

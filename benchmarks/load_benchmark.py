@@ -13,13 +13,10 @@ PostgreSQL (PG* variables); files are cached in `--cache`.
 """
 
 import argparse
-import functools
-import http.server
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,12 +25,10 @@ from pathlib import Path
 import duckdb
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from taxi_assets.partitions import TaxiPartition  # noqa: E402
-from taxi_assets.trip_schema import YELLOW, ColumnType, TripSchema, id_columns  # noqa: E402
-from taxi_assets_tests.kestra_flow import (  # noqa: E402
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.trip_schema import YELLOW, id_columns
+from taxi_assets_testkit.benchmarking import PG, Table, write_big_month
+from taxi_assets_testkit.kestra_flow import (
     KESTRA_MERGE,
     UNIQUE_ROW_ID,
     YELLOW_COLUMNS,
@@ -41,15 +36,9 @@ from taxi_assets_tests.kestra_flow import (  # noqa: E402
     copy_in,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 MONTH = TaxiPartition("yellow", "2019-01")
-PG = {
-    "host": os.environ.get("PGHOST", "127.0.0.1"),
-    "port": int(os.environ.get("PGPORT", "5432")),
-    "user": os.environ.get("PGUSER", "postgres"),
-    "password": os.environ.get("PGPASSWORD") or None,
-    "dbname": os.environ.get("PGDATABASE", "postgres"),
-}
 CHECKS = (
     "rows_match_source",
     "filename_not_null",
@@ -57,76 +46,6 @@ CHECKS = (
     "rows_against_previous_load",
 )
 CHECKS_STEP = "taxi_trip_checks"
-
-
-def serve_directory(directory: Path) -> str:
-    """A local HTTP server for `directory`, in a daemon thread; its base URL."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
-
-
-# -- generated months ------------------------------------------------------------------------
-
-
-def _random_value_sql(name: str, type_: ColumnType) -> str:
-    """A DuckDB expression for one column of a random trip, 3% empty. Integers are written plain:
-    the seed's COPY refuses `1.0`."""
-    if name in ("PULocationID", "DOLocationID"):
-        value = "CAST(1 + (random() * 264)::INT AS VARCHAR)"
-    elif name == "store_and_fwd_flag":
-        value = "CASE WHEN random() < 0.2 THEN 'Y' ELSE 'N' END"
-    elif type_ is ColumnType.TEXT:
-        value = "CAST([1, 2, 2, 5][1 + (random() * 3.999)::INT] AS VARCHAR)"
-    elif type_ is ColumnType.INTEGER:
-        value = "CAST(1 + (random() * 3)::INT AS VARCHAR)"
-    else:
-        value = "CAST(round(random() * 60, 2) AS VARCHAR)"
-    return f"CASE WHEN random() < 0.03 THEN NULL ELSE {value} END"
-
-
-def generate_month(path: Path, schema: TripSchema, partition: TaxiPartition, rows: int) -> Path:
-    """A month with the release's columns and file name, written by DuckDB in seconds: 1% of the
-    pickups on the day before the month, 0.5% exact duplicate rows."""
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    start = f"TIMESTAMP '{partition.month_start} 00:00:00'"
-    moments = {
-        schema.pickup: f"{start} + to_seconds(pickup_s)",
-        schema.dropoff: f"{start} + to_seconds(pickup_s + 30 + (random() * 3570)::INT)",
-    }
-    values = ", ".join(
-        f"strftime({moments[c.name]}, '%Y-%m-%d %H:%M:%S') AS \"{c.name}\""
-        if c.name in moments
-        else f'{_random_value_sql(c.name, c.type)} AS "{c.name}"'
-        for c in schema.columns
-    )
-    seconds = (partition.month_end - partition.month_start).days * 86_400
-    pickup_s = (
-        "CASE WHEN random() < 0.01 THEN -1 - (random() * 86399)::INT "
-        f"ELSE (random() * {seconds - 1})::INT END"
-    )
-    unique = rows - rows // 200
-    partial = path.with_suffix(".partial")
-    with duckdb.connect() as connection:
-        connection.execute("SELECT setseed(0.42)")
-        connection.execute(
-            f"COPY (WITH trips AS MATERIALIZED (SELECT i, {values} FROM "
-            f"(SELECT i, {pickup_s} AS pickup_s FROM range({unique}) AS r(i))) "
-            "SELECT * EXCLUDE (i) FROM (SELECT * FROM trips UNION ALL "
-            f"(SELECT * FROM trips WHERE i % 199 = 7 LIMIT {rows - unique})) ORDER BY i) "
-            f"TO '{partial}' (FORMAT csv, HEADER, COMPRESSION gzip)"
-        )
-    partial.rename(path)
-    return path
 
 
 def parquet_copy(csv_gz: Path, path: Path) -> Path:
@@ -275,22 +194,6 @@ def import_seconds() -> float:
 # -- the report ------------------------------------------------------------------------------
 
 
-class Table:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str]] = []
-
-    def add(self, what: str, value: str, note: str = "") -> None:
-        self.rows.append((what, value, note))
-        print(f"  {what}: {value} {note}", file=sys.stderr, flush=True)
-
-    def print(self) -> None:
-        width = max(len(r[0]) for r in self.rows)
-        print(f"\n| {'measured (same files, same servers, one run)':<{width}} | value | goal |")
-        print(f"|{'-' * (width + 2)}|-------|------|")
-        for what, value, note in self.rows:
-            print(f"| {what:<{width}} | {value} | {note} |")
-
-
 def ratio(value: float, goal: str) -> str:
     return f"{value:.2f}× ({goal})"
 
@@ -304,15 +207,15 @@ def main() -> None:
     args = parser.parse_args()
 
     big = args.cache / f"rows_{args.rows}"
-    generate_month(big / "yellow" / MONTH.source_filename, YELLOW, MONTH, args.rows)
+    write_big_month(big / "yellow" / MONTH.source_filename, YELLOW, MONTH, args.rows)
     tiny = args.cache / "rows_20"
-    generate_month(tiny / "yellow" / MONTH.source_filename, YELLOW, MONTH, 20)
+    write_big_month(tiny / "yellow" / MONTH.source_filename, YELLOW, MONTH, 20)
     months = [
         TaxiPartition("yellow", f"{2019 + m // 12}-{m % 12 + 1:02d}") for m in range(args.months)
     ]
     growing = args.cache / f"rows_{args.month_rows}"
     for partition in months:
-        generate_month(
+        write_big_month(
             growing / "yellow" / partition.source_filename, YELLOW, partition, args.month_rows
         )
 

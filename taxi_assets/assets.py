@@ -1,10 +1,10 @@
 """The taxi trip assets: source file → staging table → `{taxi}_tripdata`, per colour × month.
 
 One step loads both tables (`can_subset=False`): the staging table only exists to be merged, so
-materialising either asset from the UI or the CLI runs the whole load for that partition.
+materialising either asset from the UI or the CLI runs the whole load for that partition. That
+step is built from the settings (`build_load_taxi_trips`): the warehouse is its kind and pool.
 """
 
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -21,7 +21,8 @@ from taxi_assets.partitions import (
     taxi_month_partitions,
 )
 from taxi_assets.progress import Progress, Transfer
-from taxi_assets.resources import TaxiSource, warehouse_kind
+from taxi_assets.resources import TaxiSource
+from taxi_assets.settings import Settings
 from taxi_assets.source import SourceError, SourceUnavailable, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
 from taxi_assets.warehouses.base import (
@@ -36,8 +37,6 @@ GROUP = "taxi"
 SOURCE_FILE = dg.AssetKey("taxi_source_file")
 STAGING = dg.AssetKey("taxi_trips_staging")
 TRIPS = dg.AssetKey("taxi_trips")
-WAREHOUSE_KIND = warehouse_kind()
-RETRY_DELAY_SECONDS = float(os.environ.get("TAXI_RETRY_DELAY_SECONDS", "5"))
 
 taxi_source_file = dg.AssetSpec(
     SOURCE_FILE,
@@ -115,51 +114,60 @@ def refuse_sharp_shrink(partition: TaxiPartition, rows: int, previous: int | Non
         )
 
 
-@dg.multi_asset(
-    name="load_taxi_trips",
-    specs=[
-        dg.AssetSpec(
-            STAGING,
-            deps=[SOURCE_FILE],
-            description=(
-                "The file's rows bulk-loaded (COPY) into `{taxi}_tripdata_staging_{YYYY_MM}`, "
-                "with the seed flow's md5 `unique_row_id` and the `filename`. Dropped once merged."
+def build_load_taxi_trips(settings: Settings) -> dg.AssetsDefinition:
+    """The load step, `load_taxi_trips`: one step makes the staging and the trips assets, in the
+    settings' warehouse (the assets' kind in the UI, the step's pool) with their retry delay."""
+    kinds = {settings.warehouse}
+    return dg.multi_asset(
+        name="load_taxi_trips",
+        specs=[
+            dg.AssetSpec(
+                STAGING,
+                deps=[SOURCE_FILE],
+                description=(
+                    "The file's rows bulk-loaded (COPY) into "
+                    "`{taxi}_tripdata_staging_{YYYY_MM}`, with the seed flow's md5 "
+                    "`unique_row_id` and the `filename`. Dropped once merged."
+                ),
+                group_name=GROUP,
+                kinds=kinds,
+                partitions_def=taxi_month_partitions,
             ),
-            group_name=GROUP,
-            kinds={WAREHOUSE_KIND},
-            partitions_def=taxi_month_partitions,
-        ),
-        dg.AssetSpec(
-            TRIPS,
-            deps=[STAGING],
-            description=(
-                "`green_tripdata` / `yellow_tripdata`: every row of every loaded file, once per "
-                "source row. Loading a month replaces that file's rows in one transaction."
+            dg.AssetSpec(
+                TRIPS,
+                deps=[STAGING],
+                description=(
+                    "`green_tripdata` / `yellow_tripdata`: every row of every loaded file, once "
+                    "per source row. Loading a month replaces that file's rows in one "
+                    "transaction."
+                ),
+                group_name=GROUP,
+                kinds=kinds,
+                partitions_def=taxi_month_partitions,
             ),
-            group_name=GROUP,
-            kinds={WAREHOUSE_KIND},
-            partitions_def=taxi_month_partitions,
+        ],
+        can_subset=False,
+        # Loads into one warehouse share a pool (limit: dagster.yaml or the UI): a throttle for
+        # the database, not what keeps the data right.
+        pool=settings.pool,
+        # Transient trouble (a dropped connection, a timeout) is retried; dg.Failure raised with
+        # allow_retries=False (a 404, a bad header, a malformed row) is not.
+        retry_policy=dg.RetryPolicy(
+            max_retries=3,
+            delay=settings.retry_delay_seconds,
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
         ),
-    ],
-    can_subset=False,
-    # Loads into one warehouse share a pool (limit: dagster.yaml or the UI): a throttle for the
-    # database, not what keeps the data right.
-    pool=f"taxi_{WAREHOUSE_KIND}",
-    # Transient trouble (a dropped connection, a timeout) is retried; dg.Failure raised with
-    # allow_retries=False (a 404, a bad header, a malformed row) is not.
-    retry_policy=dg.RetryPolicy(
-        max_retries=3,
-        delay=RETRY_DELAY_SECONDS,
-        backoff=dg.Backoff.EXPONENTIAL,
-        jitter=dg.Jitter.PLUS_MINUS,
-    ),
-)
-def load_taxi_trips(
+    )(load_partition)
+
+
+def load_partition(
     context: dg.AssetExecutionContext,
     config: LoadConfig,
     source: TaxiSource,
     warehouse: TaxiWarehouse,
 ) -> Iterator[dg.MaterializeResult]:
+    """Download one partition's file, stage its rows, merge them into the trip table."""
     partition = TaxiPartition.from_key(context.partition_key)
     schema = TRIP_SCHEMAS[partition.taxi]
     # Kestra's `set_label` task: the run says which file it loads, whoever launched it.

@@ -4,23 +4,25 @@ the sensor that rebuilds the loaded months' facts (`make dev` serves it beside `
 A location of its own so that whatever loads trips (a run, each run of a backfill, a CLI
 materialisation) imports no dbt: that is about 2.5 s of every such process on two cores. The UI
 still shows one asset graph: `taxi_trips` (location `taxi_assets`) feeds the models here.
+The settings are read here, once, when the location loads (`settings.py`).
 """
 
 import dagster as dg
 
-from taxi_assets.dbt_models import (
-    dbt_after_loads,
-    dbt_resource,
-    taxi_dbt_job,
-    taxi_dbt_models,
-    taxi_dbt_months,
-)
-from taxi_assets.resources import warehouse_from_env
+from taxi_assets.dbt_models import build_taxi_dbt, taxi_dbt_job
+from taxi_assets.resources import warehouse_resource
+from taxi_assets.settings import Settings
 
-defs = dg.Definitions(
-    assets=[taxi_dbt_models, taxi_dbt_months],
-    jobs=[taxi_dbt_job],
-    sensors=[dbt_after_loads],
-    resources={"dbt": dbt_resource(), "warehouse": warehouse_from_env()},
-    executor=dg.in_process_executor,
-)
+
+def build_dbt_definitions(settings: Settings) -> dg.Definitions:
+    dbt = build_taxi_dbt(settings)
+    return dg.Definitions(
+        assets=[dbt.models, dbt.months],
+        jobs=[taxi_dbt_job],
+        sensors=[dbt.after_loads],
+        resources={"dbt": dbt.resource(), "warehouse": warehouse_resource(settings)},
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_dbt_definitions(Settings.from_env())

@@ -9,15 +9,16 @@ loads them. Two kinds of dbt assets:
 dbt tests become asset checks. After a file loads, the sensor `taxi_dbt_after_loads` rebuilds
 the months that file holds trips of: its own and the one before it.
 
-The manifest Dagster reads is made by `dbt parse` whenever it is missing or older than a project
-file, so a fresh checkout needs no manual step and an edited model is picked up on the next load.
+All of it is built for the settings' warehouse (`build_taxi_dbt`: its dbt target, manifest and
+pool). The manifest Dagster reads is made by `dbt parse` whenever it is missing or older than a
+project file, so a fresh checkout needs no manual step and an edited model is picked up on the
+next load. dbt reads the warehouse's settings from the environment itself (`profiles.yml`).
 """
 
 import json
-import os
-import shutil
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -34,39 +36,50 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from taxi_assets.assets import TRIPS, WAREHOUSE_KIND
+from taxi_assets.assets import TRIPS
 from taxi_assets.partitions import TaxiPartition, month_dimension
+from taxi_assets.settings import Settings
 from taxi_assets.warehouses.base import TaxiWarehouse
-from taxi_assets.warehouses.duckdb import DEFAULT_PATH, resolve_path
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DBT_GROUP = "taxi_dbt"
-
-# dagster-dbt runs `dbt` from PATH (also when it prepares the manifest): when this environment
-# is not activated (`.venv/bin/dagster dev`, `.venv/bin/pytest`), make its own dbt findable.
-_ENV_BIN = Path(sys.executable).parent
-if shutil.which("dbt") is None and (_ENV_BIN / "dbt").exists():
-    os.environ["PATH"] = os.pathsep.join([str(_ENV_BIN), os.environ.get("PATH", "")])
-
-# dbt reads the warehouse settings from the environment, as the Dagster resource does; give it
-# the DuckDB file as an absolute path, so both open the same file from any working directory.
-os.environ["TAXI_DUCKDB_PATH"] = str(
-    resolve_path(os.environ.get("TAXI_DUCKDB_PATH", str(DEFAULT_PATH)))
-)
-
-# One manifest per target (`target/duckdb/manifest.json`, …): a manifest parsed for one warehouse
-# names that warehouse's database, so switching TAXI_WAREHOUSE must not reuse another's.
-dbt_project = DbtProject(
-    project_dir=DBT_PROJECT_DIR,
-    profiles_dir=DBT_PROJECT_DIR,
-    target=WAREHOUSE_KIND,
-    target_path=Path("target") / WAREHOUSE_KIND,
-)
+# This environment's own dbt, also when the environment is not activated (`.venv/bin/dagster
+# dev`, `.venv/bin/pytest`: its bin folder is not on PATH); else whichever dbt PATH finds.
+_ENV_DBT = Path(sys.executable).parent / "dbt"
+DBT_EXECUTABLE = str(_ENV_DBT) if _ENV_DBT.exists() else "dbt"
 
 
-def manifest_is_stale() -> bool:
+def dbt_resource(project: DbtProject, target: str | None = None) -> DbtCliResource:
+    """The dbt CLI on `project` (its target, or `target`), run with this environment's dbt."""
+    return DbtCliResource(project_dir=project, target=target, dbt_executable=DBT_EXECUTABLE)
+
+
+def prepared_dbt_project(warehouse: str) -> DbtProject:
+    """The dbt project for the warehouse's target, with its manifest parsed if stale.
+
+    One manifest per target (`target/duckdb/manifest.json`, …): a manifest parsed for one
+    warehouse names that warehouse's database, so switching TAXI_WAREHOUSE must not reuse
+    another's. Instead of `prepare_if_dev()`, which parses again in every run process of
+    `dagster dev`, it parses only when a project file changed since (as its preparer does: one
+    process parses, the others wait for its manifest)."""
+    project = DbtProject(
+        project_dir=DBT_PROJECT_DIR,
+        profiles_dir=DBT_PROJECT_DIR,
+        target=warehouse,
+        target_path=Path("target") / warehouse,
+    )
+    if manifest_is_stale(project):
+        run_with_concurrent_update_guard(project.manifest_path, _parse, project=project)
+    return project
+
+
+def _parse(project: DbtProject) -> None:
+    dbt_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
     """No manifest yet, or a project file changed since `dbt parse` wrote it."""
-    manifest = dbt_project.manifest_path
+    manifest = project.manifest_path
     if not manifest.exists():
         return True
     sources = (
@@ -76,10 +89,6 @@ def manifest_is_stale() -> bool:
     )
     return max(path.stat().st_mtime for path in sources) > manifest.stat().st_mtime
 
-
-# Instead of `prepare_if_dev()`, which parses again in every run process of `dagster dev`.
-if manifest_is_stale():
-    dbt_project.preparer.prepare(dbt_project)
 
 MONTHLY = "tag:monthly"
 
@@ -106,37 +115,51 @@ def _build(
         yield from events if warehouse.single_file else events.fetch_row_counts()
 
 
-# What both dbt asset definitions share: the project, its manifest, and the warehouse's pool.
-DBT_ASSETS = {
-    "manifest": dbt_project.manifest_path,
-    "project": dbt_project,
-    "dagster_dbt_translator": translator,
-    "pool": f"taxi_{WAREHOUSE_KIND}",
-}
+@dataclass(frozen=True)
+class TaxiDbt:
+    """The dbt project as Dagster definitions, for one warehouse."""
+
+    project: DbtProject
+    models: dg.AssetsDefinition  # `taxi_dbt_models`: the unpartitioned models
+    months: dg.AssetsDefinition  # `taxi_dbt_months`: the facts, by pickup month
+    after_loads: dg.SensorDefinition  # `taxi_dbt_after_loads`
+
+    def resource(self, target: str | None = None) -> DbtCliResource:
+        return dbt_resource(self.project, target)
 
 
-@dbt_assets(**DBT_ASSETS, exclude=MONTHLY)
-def taxi_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
-) -> Iterator:
-    yield from _build(context, dbt, warehouse, [])
+def build_taxi_dbt(settings: Settings) -> TaxiDbt:
+    """The dbt assets on the settings' warehouse (its target and manifest, its pool), and the
+    sensor that rebuilds the facts after loads."""
+    project = prepared_dbt_project(settings.warehouse)
+    # What both dbt asset definitions share: the project, its manifest, and the warehouse's pool.
+    shared = {
+        "manifest": project.manifest_path,
+        "project": project,
+        "dagster_dbt_translator": translator,
+        "pool": settings.pool,
+    }
 
+    @dbt_assets(**shared, exclude=MONTHLY)
+    def taxi_dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
+    ) -> Iterator:
+        yield from _build(context, dbt, warehouse, [])
 
-@dbt_assets(**DBT_ASSETS, select=MONTHLY, partitions_def=month_dimension)
-def taxi_dbt_months(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
-) -> Iterator:
-    yield from _build(context, dbt, warehouse, ["--vars", json.dumps(months_built(context))])
+    @dbt_assets(**shared, select=MONTHLY, partitions_def=month_dimension)
+    def taxi_dbt_months(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: TaxiWarehouse
+    ) -> Iterator:
+        yield from _build(context, dbt, warehouse, ["--vars", json.dumps(months_built(context))])
+
+    after_loads = build_dbt_after_loads(taxi_dbt_models, taxi_dbt_months)
+    return TaxiDbt(project, taxi_dbt_models, taxi_dbt_months, after_loads)
 
 
 def months_built(context: dg.AssetExecutionContext) -> dict[str, str]:
     """The run's months as dbt vars: the first, and the one after the last."""
     window = context.partition_time_window
     return {"from_month": f"{window.start:%Y-%m}", "to_month": f"{window.end:%Y-%m}"}
-
-
-def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project)
 
 
 taxi_dbt_job = dg.define_asset_job(
@@ -171,8 +194,7 @@ def month_ranges(months: set[str], keys: list[str]) -> list[tuple[str, str]]:
     return ranges
 
 
-def _rebuild_request(first: str, last: str, setup: bool, after: int) -> dg.RunRequest:
-    keys = [*taxi_dbt_months.keys, *(taxi_dbt_models.keys if setup else [])]
+def _rebuild_request(first: str, last: str, keys: list[dg.AssetKey], after: int) -> dg.RunRequest:
     if first == last:
         return dg.RunRequest(run_key=f"{first}@{after}", partition_key=first, asset_selection=keys)
     return dg.RunRequest(
@@ -198,18 +220,31 @@ def loads_under_way(instance: dg.DagsterInstance) -> int:
     return sum(TRIPS in (run.asset_selection or ()) for run in runs)
 
 
-@dg.sensor(
-    name="taxi_dbt_after_loads",
-    job=taxi_dbt_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Once no trip load is under way, rebuilds the facts of the months the files loaded "
-        "since hold trips of (a file's month and the one before it), one run per stretch of "
-        "consecutive months. The unpartitioned models are built too while any is missing."
-    ),
-)
-def dbt_after_loads(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def build_dbt_after_loads(
+    models: dg.AssetsDefinition, facts: dg.AssetsDefinition
+) -> dg.SensorDefinition:
+    """`taxi_dbt_after_loads` for these two dbt asset definitions (`build_taxi_dbt`)."""
+
+    @dg.sensor(
+        name="taxi_dbt_after_loads",
+        job=taxi_dbt_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Once no trip load is under way, rebuilds the facts of the months the files loaded "
+            "since hold trips of (a file's month and the one before it), one run per stretch of "
+            "consecutive months. The unpartitioned models are built too while any is missing."
+        ),
+    )
+    def dbt_after_loads(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        return _after_loads(context, models, facts)
+
+    return dbt_after_loads
+
+
+def _after_loads(
+    context: dg.SensorEvaluationContext, models: dg.AssetsDefinition, facts: dg.AssetsDefinition
+) -> dg.SensorResult | dg.SkipReason:
     loading = loads_under_way(context.instance)
     if loading:
         return dg.SkipReason(f"waiting for {loading} trip load(s) to end")
@@ -230,13 +265,13 @@ def dbt_after_loads(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
             cursor=str(records[-1].storage_id) if records else context.cursor,
         )
     setup = any(
-        context.instance.get_latest_materialization_event(key) is None
-        for key in taxi_dbt_models.keys
+        context.instance.get_latest_materialization_event(key) is None for key in models.keys
     )
+    selection = [*facts.keys, *(models.keys if setup else [])]
     last_seen = records[-1].storage_id
     return dg.SensorResult(
         run_requests=[
-            _rebuild_request(first, last, setup, last_seen)
+            _rebuild_request(first, last, selection, last_seen)
             for first, last in month_ranges(months, keys)
         ],
         cursor=str(last_seen),

@@ -1,11 +1,11 @@
-"""Resources: where files come from and where trips land, configured from the environment.
+"""Resources: where files come from and where trips land, configured from the settings.
 
 This is the analogue of Kestra's `pluginDefaults`: one place that says which server to use.
 A variable that is set becomes a `dg.EnvVar` (the UI shows its name, never its value); an unset
-one falls back to the libpq-style default.
+one falls back to the libpq-style default. The code locations build them (`definitions.py`,
+`dbt_definitions.py`) from the settings they read (`settings.py`).
 """
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -14,13 +14,12 @@ from pydantic import Field
 
 from taxi_assets.partitions import LAST_RELEASE_MONTH, TaxiPartition
 from taxi_assets.progress import Transfer
+from taxi_assets.settings import VARIABLES, Settings
 from taxi_assets.source import (
     DEFAULT_SOURCE_URL,
     DEFAULT_TLC_URL,
     FetchedFile,
     MinimumRate,
-    SourceError,
-    check_source_url,
     fetch,
     is_published,
     redact_url,
@@ -28,8 +27,6 @@ from taxi_assets.source import (
 )
 from taxi_assets.trip_schema import TRIP_SCHEMAS
 from taxi_assets.warehouses.base import TaxiWarehouse
-
-SOURCE_KINDS = ("auto", "release", "tlc")
 
 
 class TaxiSource(dg.ConfigurableResource):
@@ -107,8 +104,11 @@ class TaxiSource(dg.ConfigurableResource):
         )
 
 
-def _env(name: str, default: object, as_int: bool = False) -> object:
-    if not os.environ.get(name):
+def _env(settings: Settings, name: str, default: object, as_int: bool = False) -> object:
+    """The variable as a `dg.EnvVar` where the environment sets it, else the default."""
+    if name not in VARIABLES:  # else it would never count as set
+        raise ValueError(f"{name} is not among the VARIABLES that settings.py reads")
+    if name not in settings.variables_set:
         return default
     return dg.EnvVar.int(name) if as_int else dg.EnvVar(name)
 
@@ -118,93 +118,71 @@ def _env(name: str, default: object, as_int: bool = False) -> object:
 # the DuckDB file whatever the warehouse.)
 
 
-def postgres_from_env() -> TaxiWarehouse:
+def postgres_resource(settings: Settings) -> TaxiWarehouse:
     from taxi_assets.warehouses.postgres import PostgresWarehouse
 
     return PostgresWarehouse(
-        host=_env("PGHOST", "localhost"),
-        port=_env("PGPORT", 5432, as_int=True),
-        user=_env("PGUSER", "postgres"),
-        password=_env("PGPASSWORD", None),
-        database=_env("PGDATABASE", "postgres"),
-        sql_schema=_env("TAXI_PG_SCHEMA", "public"),
+        host=_env(settings, "PGHOST", "localhost"),
+        port=_env(settings, "PGPORT", 5432, as_int=True),
+        user=_env(settings, "PGUSER", "postgres"),
+        password=_env(settings, "PGPASSWORD", None),
+        database=_env(settings, "PGDATABASE", "postgres"),
+        sql_schema=_env(settings, "TAXI_PG_SCHEMA", "public"),
     )
 
 
-def duckdb_from_env() -> TaxiWarehouse:
+def duckdb_resource(settings: Settings) -> TaxiWarehouse:
     from taxi_assets.warehouses.duckdb import DEFAULT_PATH, DEFAULT_SCHEMA, DuckDBWarehouse
 
     return DuckDBWarehouse(
-        path=_env("TAXI_DUCKDB_PATH", str(DEFAULT_PATH)),
-        sql_schema=_env("TAXI_DUCKDB_SCHEMA", DEFAULT_SCHEMA),
+        path=_env(settings, "TAXI_DUCKDB_PATH", str(DEFAULT_PATH)),
+        sql_schema=_env(settings, "TAXI_DUCKDB_SCHEMA", DEFAULT_SCHEMA),
     )
 
 
-def bigquery_from_env() -> TaxiWarehouse:
+def bigquery_resource(settings: Settings) -> TaxiWarehouse:
     from taxi_assets.warehouses.bigquery import BigQueryWarehouse
 
     return BigQueryWarehouse(
-        project=_env("GCP_PROJECT_ID", ""),
-        location=_env("GCP_LOCATION", "US"),
-        dataset=_env("GCP_DATASET", "zoomcamp"),
-        bucket=_env("GCP_BUCKET_NAME", ""),
-        credentials_json=_env("GCP_CREDENTIALS_JSON", None),
-        api_endpoint=_env("BIGQUERY_API_ENDPOINT", None),
+        project=_env(settings, "GCP_PROJECT_ID", ""),
+        location=_env(settings, "GCP_LOCATION", "US"),
+        dataset=_env(settings, "GCP_DATASET", "zoomcamp"),
+        bucket=_env(settings, "GCP_BUCKET_NAME", ""),
+        credentials_json=_env(settings, "GCP_CREDENTIALS_JSON", None),
+        api_endpoint=_env(settings, "BIGQUERY_API_ENDPOINT", None),
     )
 
 
 WAREHOUSES = {
-    "duckdb": duckdb_from_env,
-    "postgres": postgres_from_env,
-    "bigquery": bigquery_from_env,
+    "duckdb": duckdb_resource,
+    "postgres": postgres_resource,
+    "bigquery": bigquery_resource,
 }
 
 
-def warehouse_kind() -> str:
-    """The warehouse TAXI_WAREHOUSE names: `duckdb` (the default, no server), `postgres` or
-    `bigquery`."""
-    name = os.environ.get("TAXI_WAREHOUSE", "duckdb").strip().lower() or "duckdb"
-    if name not in WAREHOUSES:
-        raise ValueError(f"TAXI_WAREHOUSE must be one of {', '.join(WAREHOUSES)}, not {name!r}")
-    return name
+def warehouse_resource(settings: Settings) -> TaxiWarehouse:
+    """The warehouse resource TAXI_WAREHOUSE names."""
+    return WAREHOUSES[settings.warehouse](settings)
+
+
+def source_resource(settings: Settings) -> TaxiSource:
+    """The trip files (TAXI_SOURCE_URL, TAXI_TLC_URL, TAXI_SOURCE_KIND, checked by `Settings`)."""
+    return TaxiSource(
+        base_url=_env(settings, "TAXI_SOURCE_URL", DEFAULT_SOURCE_URL),
+        tlc_url=_env(settings, "TAXI_TLC_URL", DEFAULT_TLC_URL),
+        kind=_env(settings, "TAXI_SOURCE_KIND", "auto"),
+        min_bytes_per_second=_env(settings, "TAXI_DOWNLOAD_MIN_RATE", 16 * 1024, as_int=True),
+    )
+
+
+def products_source_resource(settings: Settings) -> dg.ConfigurableResource:
+    """The getting-started group's products (PRODUCTS_URL)."""
+    from taxi_assets.getting_started import DEFAULT_PRODUCTS_URL, ProductsSource
+
+    return ProductsSource(url=_env(settings, "PRODUCTS_URL", DEFAULT_PRODUCTS_URL))
 
 
 def load_env_file() -> None:
     """Read `.env` from the working directory, its values over the environment's, as every
     dagster and dg command does first: the summary then reads the warehouse the runs loaded."""
     load_dotenv(Path.cwd() / ".env", override=True)
-
-
-def warehouse_from_env() -> TaxiWarehouse:
-    """The warehouse resource TAXI_WAREHOUSE names, configured from the environment."""
-    return WAREHOUSES[warehouse_kind()]()
-
-
-def source_from_env() -> TaxiSource:
-    """The trip files; an unusable TAXI_SOURCE_URL, TAXI_TLC_URL or TAXI_SOURCE_KIND stops the
-    definitions from loading with one line saying so (the schedules would otherwise skip every
-    month as "not published")."""
-    for name, default in (
-        ("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL),
-        ("TAXI_TLC_URL", DEFAULT_TLC_URL),
-    ):
-        try:
-            check_source_url(os.environ.get(name) or default)
-        except SourceError as error:
-            raise ValueError(f"{name}={error}") from None
-    kind = os.environ.get("TAXI_SOURCE_KIND") or "auto"
-    if kind not in SOURCE_KINDS:
-        raise ValueError(f"TAXI_SOURCE_KIND={kind!r}: one of {', '.join(SOURCE_KINDS)}")
-    return TaxiSource(
-        base_url=_env("TAXI_SOURCE_URL", DEFAULT_SOURCE_URL),
-        tlc_url=_env("TAXI_TLC_URL", DEFAULT_TLC_URL),
-        kind=_env("TAXI_SOURCE_KIND", "auto"),
-        min_bytes_per_second=_env("TAXI_DOWNLOAD_MIN_RATE", 16 * 1024, as_int=True),
-    )
-
-
-def products_source_from_env() -> dg.ConfigurableResource:
-    """The getting-started group's products (PRODUCTS_URL)."""
-    from taxi_assets.getting_started import DEFAULT_PRODUCTS_URL, ProductsSource
-
-    return ProductsSource(url=_env("PRODUCTS_URL", DEFAULT_PRODUCTS_URL))

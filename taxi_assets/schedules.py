@@ -7,7 +7,6 @@ Which month a tick loads (`TAXI_SCHEDULE_MONTH`):
 A tick whose file the source has not published is skipped with the reason shown in the UI.
 """
 
-import os
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -15,9 +14,8 @@ import dagster as dg
 from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.partitions import FIRST_MONTH, TaxiPartition
 from taxi_assets.resources import TaxiSource
+from taxi_assets.settings import Settings
 
-SCHEDULE_TIMEZONE = os.environ.get("TAXI_SCHEDULE_TIMEZONE", "UTC")
-SCHEDULED_MONTH = os.environ.get("TAXI_SCHEDULE_MONTH", "previous")
 HOUR_BY_COLOUR = {"green": 9, "yellow": 10}
 
 
@@ -44,17 +42,19 @@ def load_request(partition: TaxiPartition, source: TaxiSource) -> dg.RunRequest 
     )
 
 
-def monthly_schedule(taxi: str, hour: int, month: str = SCHEDULED_MONTH) -> dg.ScheduleDefinition:
+def monthly_schedule(
+    taxi: str, hour: int, month: str = "previous", timezone: str = "UTC"
+) -> dg.ScheduleDefinition:
     month_for_tick(datetime(2021, 1, 1), month)  # reject a misspelt setting at load time
 
     @dg.schedule(
         name=f"{taxi}_taxi_monthly",
         job=taxi_trips_job,
         cron_schedule=f"0 {hour} 1 * *",
-        execution_timezone=SCHEDULE_TIMEZONE,
+        execution_timezone=timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=(
-            f"On the 1st at {hour:02d}:00 {SCHEDULE_TIMEZONE}: load the {month} "
+            f"On the 1st at {hour:02d}:00 {timezone}: load the {month} "
             f"month's {taxi} trips; skipped while the source has not published them."
         ),
     )
@@ -65,4 +65,9 @@ def monthly_schedule(taxi: str, hour: int, month: str = SCHEDULED_MONTH) -> dg.S
     return _schedule
 
 
-taxi_schedules = [monthly_schedule(taxi, hour) for taxi, hour in HOUR_BY_COLOUR.items()]
+def build_taxi_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    """Both colours' schedules, in the settings' timezone, for the settings' month."""
+    return [
+        monthly_schedule(taxi, hour, settings.schedule_month, settings.schedule_timezone)
+        for taxi, hour in HOUR_BY_COLOUR.items()
+    ]

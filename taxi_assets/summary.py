@@ -11,7 +11,8 @@ import dagster as dg
 import pandas as pd
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.resources import load_env_file, warehouse_from_env
+from taxi_assets.resources import load_env_file, warehouse_resource
+from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import TRIP_SCHEMAS
 from taxi_assets.warehouses.base import WarehouseError
 from taxi_assets.warehouses.trip_queries import TripQueries
@@ -46,7 +47,7 @@ def main(key: str) -> int:
     load_env_file()
     try:
         partition = TaxiPartition.parse(key)
-        warehouse = warehouse_from_env().process_config_and_initialize()
+        warehouse = warehouse_resource(Settings.from_env()).process_config_and_initialize()
     except (ValueError, dg.DagsterError) as error:
         print(_reason(error), file=sys.stderr)
         return 2

@@ -1,83 +1,49 @@
-"""Real parts: a PostgreSQL database per test session (a schema per test) and a local HTTP
-server that serves trip files laid out as the DataTalksClub release is."""
+"""The fixtures: real parts. A PostgreSQL database per test session (a schema per test), a DuckDB
+file per test, and a local HTTP server that serves trip files laid out as the DataTalksClub
+release is. What the tests import lives in modules of its own (`databases.py`, `mirror.py`,
+`runs.py`, `samples.py`, `helpers.py`, and `taxi_assets_testkit/`, shared with the benchmarks).
 
-import collections
-import functools
-import gzip
-import http.server
-import os
-import shutil
-import threading
-import time
+`warehouse` is PostgreSQL; in a test marked `every_warehouse` (or a module with that
+`pytestmark`) it is each of `EVERY_WAREHOUSE`, one test each."""
+
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import dagster as dg
 import psycopg
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
-from taxi_assets.checks import taxi_trip_checks
-from taxi_assets.partitions import TaxiPartition
-from taxi_assets.resources import TaxiSource
 from taxi_assets.warehouses.base import TaxiWarehouse
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets.warehouses.postgres import PostgresWarehouse
+from taxi_assets_testkit.local_servers import serve_directory
+from taxi_assets_tests.databases import (
+    EVERY_WAREHOUSE,
+    Db,
+    admin_connection,
+    dbt_schema,
+    postgres_warehouse_at,
+)
+from taxi_assets_tests.helpers import under_ci
+from taxi_assets_tests.mirror import Mirror, SourceHandler
+from taxi_assets_tests.runs import materialize_load
 
 pytest_plugins = ["taxi_assets_tests.gcp_emulators"]
 
-REAL_DATA = Path(__file__).parent / "data" / "real"
-SAMPLE_SOURCE = Path(__file__).parent.parent / "sample_source"
 
-
-def real_sample(name: str) -> Path:
-    """A real TLC file: the shipped full month, or one of the samples in `data/real`."""
-    shipped = SAMPLE_SOURCE / name.split("_")[0] / name
-    return shipped if shipped.exists() else REAL_DATA / name
-
-
-PG = {
-    "host": os.environ.get("PGHOST", "127.0.0.1"),
-    "port": int(os.environ.get("PGPORT", "5432")),
-    "user": os.environ.get("PGUSER", "postgres"),
-    "password": os.environ.get("PGPASSWORD") or None,
-}
-
-
-def postgres_env(database: str, schema: str) -> dict[str, str]:
-    """The environment that points a subprocess (the CLI, dagster dev) at a test schema."""
-    return {
-        "TAXI_WAREHOUSE": "postgres",
-        "PGHOST": PG["host"],
-        "PGPORT": str(PG["port"]),
-        "PGUSER": PG["user"],
-        "PGDATABASE": database,
-        "TAXI_PG_SCHEMA": schema,
-        "TAXI_DBT_SCHEMA": dbt_schema(schema),
-    }
-
-
-def dbt_schema(schema: str) -> str:
-    """The schema a test's dbt models go into, beside its trip tables' schema (dropped too)."""
-    return f"{schema}_dbt"
-
-
-def under_ci() -> bool:
-    """Whether CI is set to anything but a "no" (`true`, `1`, `yes`): there nothing may skip."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _admin_connection() -> psycopg.Connection:
-    return psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5, **PG)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "warehouse" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "every_warehouse"
+    ):
+        metafunc.parametrize("warehouse", EVERY_WAREHOUSE, indirect=True)
 
 
 @pytest.fixture(scope="session")
 def test_database() -> Iterator[str]:
     """A database of its own for this test session, dropped afterwards."""
     try:
-        admin = _admin_connection()
+        admin = admin_connection()
     except psycopg.OperationalError as error:
         if under_ci():
             pytest.fail(f"PostgreSQL is required under CI=true and is not reachable: {error}")
@@ -86,25 +52,18 @@ def test_database() -> Iterator[str]:
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield name
-    with _admin_connection() as admin:
+    with admin_connection() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def postgres_warehouse(test_database: str) -> Iterator[PostgresWarehouse]:
     """The PostgreSQL warehouse resource on a fresh schema, dropped after the test."""
-    schema_name = f"t_{uuid.uuid4().hex[:10]}"
-    yield PostgresWarehouse(
-        host=PG["host"],
-        port=PG["port"],
-        user=PG["user"],
-        password=PG["password"],
-        database=test_database,
-        sql_schema=schema_name,
-    )
-    with psycopg.connect(dbname=test_database, autocommit=True, **PG) as connection:
-        connection.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
-        connection.execute(f'DROP SCHEMA IF EXISTS "{dbt_schema(schema_name)}" CASCADE')
+    warehouse = postgres_warehouse_at(test_database, f"t_{uuid.uuid4().hex[:10]}")
+    yield warehouse
+    with admin_connection(test_database) as connection:
+        for schema in (warehouse.sql_schema, dbt_schema(warehouse.sql_schema)):
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture
@@ -114,75 +73,9 @@ def duckdb_warehouse(tmp_path: Path) -> DuckDBWarehouse:
 
 
 @pytest.fixture
-def warehouse(postgres_warehouse: PostgresWarehouse) -> PostgresWarehouse:
-    """PostgreSQL; test modules that hold for every warehouse override this (see `WAREHOUSES`)."""
-    return postgres_warehouse
-
-
-def any_warehouse(request: pytest.FixtureRequest) -> TaxiWarehouse:
-    """For `@pytest.fixture(params=WAREHOUSES)`: the warehouse the parameter names."""
-    return request.getfixturevalue(f"{request.param}_warehouse")
-
-
-WAREHOUSES = ["postgres", "duckdb"]
-
-
-class Rows(list):
-    def fetchone(self):
-        return self[0] if self else None
-
-    def fetchall(self):
-        return list(self)
-
-
-class Db:
-    """Plain SQL against the test's warehouse, written once for both (`%s` parameters)."""
-
-    def __init__(self, warehouse: TaxiWarehouse):
-        self.warehouse = warehouse
-        self._postgres: psycopg.Connection | None = None
-        if isinstance(warehouse, PostgresWarehouse):
-            self._postgres = psycopg.connect(dbname=warehouse.database, autocommit=True, **PG)
-            self._postgres.execute(
-                f'SET search_path = "{warehouse.sql_schema}", '
-                f'"{dbt_schema(warehouse.sql_schema)}", public'
-            )
-
-    def execute(self, query: str, params: tuple | list = ()) -> Rows:
-        if self._postgres is not None:
-            cursor = self._postgres.execute(query, params)
-            return Rows(cursor.fetchall() if cursor.description else [])
-        with self.warehouse.connect() as connection:
-            # The trip tables' schema, then the dbt models' (TAXI_DBT_SCHEMA's default), where
-            # they exist (DuckDB refuses a search path with a missing schema).
-            schemas = [self.warehouse.sql_schema, "taxi_models"]
-            found = connection.execute(
-                "SELECT schema_name FROM duckdb_schemas() WHERE schema_name IN (?, ?)", schemas
-            ).fetchall()
-            path = ",".join(name for name in schemas if (name,) in found) or "main"
-            connection.execute(f"SET search_path = '{path}'")
-            result = connection.execute(query.replace("%s", "?"), list(params))
-            return Rows(result.fetchall() if result.description else [])
-
-    @property
-    def postgres(self) -> psycopg.Connection:
-        """The raw connection, for what only PostgreSQL has (COPY, say)."""
-        assert self._postgres is not None, "a PostgreSQL-only test"
-        return self._postgres
-
-    def table_exists(self, table: str) -> bool:
-        return (
-            self.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema = %s AND table_name = %s",
-                (self.warehouse.sql_schema, table),
-            ).fetchone()[0]
-            > 0
-        )
-
-    def close(self) -> None:
-        if self._postgres is not None:
-            self._postgres.close()
+def warehouse(request: pytest.FixtureRequest) -> TaxiWarehouse:
+    """PostgreSQL, or each warehouse in turn where the test is marked `every_warehouse`."""
+    return request.getfixturevalue(f"{getattr(request, 'param', 'postgres')}_warehouse")
 
 
 @pytest.fixture
@@ -192,116 +85,27 @@ def db(warehouse: TaxiWarehouse) -> Iterator[Db]:
     reader.close()
 
 
-class _SourceHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files; counts requests per path; can break off a transfer to order."""
-
-    hits: ClassVar[collections.Counter] = collections.Counter()
-    drops: ClassVar[collections.Counter] = collections.Counter()  # path -> transfers to break off
-    delays: ClassVar[dict[str, float]] = {}  # path prefix -> seconds to wait before answering
-
-    def do_GET(self) -> None:
-        self.hits[self.path] += 1
-        for prefix, seconds in self.delays.items():
-            if self.path.startswith(prefix):
-                time.sleep(seconds)
-        if self.drops[self.path] > 0:
-            self.drops[self.path] -= 1
-            self._send_half()
-            return
-        super().do_GET()
-
-    def _send_half(self) -> None:
-        data = Path(self.translate_path(self.path)).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2])
-        self.close_connection = True
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """A real HTTP server on 127.0.0.1 serving a temporary directory."""
+    """A real HTTP server on 127.0.0.1 serving a temporary directory: its root and URL."""
     root = tmp_path_factory.mktemp("http_root")
-    handler = functools.partial(_SourceHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server, url = serve_directory(root, SourceHandler)
+    yield root, url
     server.shutdown()
     server.server_close()
 
 
-class Mirror:
-    """A test's own corner of the HTTP server: `{url}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz`."""
-
-    def __init__(self, directory: Path, url: str):
-        self.directory = directory
-        self.url = url
-
-    def path(self, partition: TaxiPartition) -> Path:
-        path = self.directory / partition.taxi / partition.source_filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def put_bytes(self, partition: TaxiPartition, data: bytes) -> Path:
-        path = self.path(partition)
-        path.write_bytes(data)
-        return path
-
-    def put_csv(self, partition: TaxiPartition, csv_path: Path) -> Path:
-        """Publish a plain CSV (a real sample) gzipped, as the release does."""
-        with csv_path.open("rb") as source, gzip.open(self.path(partition), "wb") as target:
-            shutil.copyfileobj(source, target)
-        return self.path(partition)
-
-    def put_gz(self, partition: TaxiPartition, gz_path: Path) -> Path:
-        shutil.copyfile(gz_path, self.path(partition))
-        return self.path(partition)
-
-    def url_path(self, partition: TaxiPartition) -> str:
-        """The request path the server sees for the partition's file."""
-        return f"/{self.directory.name}/{partition.taxi}/{partition.source_filename}"
-
-    def hits(self, partition: TaxiPartition) -> int:
-        return _SourceHandler.hits[self.url_path(partition)]
-
-    def break_off(self, partition: TaxiPartition, transfers: int) -> None:
-        """The next `transfers` downloads of the file stop halfway (a dropped connection)."""
-        _SourceHandler.drops[self.url_path(partition)] = transfers
-
-    def slow_down(self, seconds: float) -> None:
-        """Every download from this mirror takes at least `seconds` (0: back to full speed)."""
-        _SourceHandler.delays[f"/{self.directory.name}/"] = seconds
-
-    def source(self) -> TaxiSource:
-        """The release's CSVs and the TLC's Parquet files (flat: `{url}/{file}.parquet`), both
-        from this mirror: no test asks the internet."""
-        return TaxiSource(base_url=self.url, tlc_url=self.url, retries=1, timeout_seconds=10)
-
-
 @pytest.fixture
 def mirror(http_root: tuple[Path, str]) -> Mirror:
-    root, url = http_root
-    name = uuid.uuid4().hex[:10]
-    (root / name).mkdir()
-    return Mirror(root / name, f"{url}/{name}")
+    return Mirror.on(http_root)
 
 
 @pytest.fixture
-def load(mirror: Mirror, warehouse: PostgresWarehouse):
-    """Materialise one partition the way a run does (assets + checks), in this process."""
+def load(mirror: Mirror, warehouse: TaxiWarehouse) -> Callable[..., dg.ExecuteInProcessResult]:
+    """Materialise one partition from the test's mirror into its warehouse, the way a run does
+    (assets + checks), in this process: `load("2019-01|green", raise_on_error=False, …)`."""
 
-    def _load(key: str, *, raise_on_error: bool = True, **kwargs) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            [load_taxi_trips, *taxi_trip_checks],
-            partition_key=key,
-            resources={"source": mirror.source(), "warehouse": warehouse},
-            raise_on_error=raise_on_error,
-            **kwargs,
-        )
+    def _load(key: str, **kwargs) -> dg.ExecuteInProcessResult:
+        return materialize_load(key, mirror.source(), warehouse, **kwargs)
 
     return _load

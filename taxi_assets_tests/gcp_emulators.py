@@ -10,7 +10,6 @@ setup only, never in the product code path:
 
 import contextlib
 import re
-import socket
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from bqemulator.storage.sql_identifiers import quoted_table_ref
 from sqlglot import exp
 
 from taxi_assets.warehouses.bigquery import BigQueryWarehouse
+from taxi_assets_testkit.local_servers import free_port
 
 _load_spatial = _engine.DuckDBEngine._load_spatial
 
@@ -61,17 +61,11 @@ async def _fill_external_tables(project_id, job_id, bq_sql, query_params, ctx, *
 _routes.execute_query_job = _fill_external_tables
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory):
     from gcp_storage_emulator.server import create_server
 
-    data_dir, port = tmp_path_factory.mktemp("gcs"), _free_port()
+    data_dir, port = tmp_path_factory.mktemp("gcs"), free_port()
     server = create_server("127.0.0.1", port, in_memory=False, data_dir=str(data_dir))
     server.start()
     patch = pytest.MonkeyPatch()

@@ -6,14 +6,14 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.schedules import month_for_tick, monthly_schedule, taxi_schedules
+from taxi_assets.schedules import month_for_tick, monthly_schedule
 from taxi_assets.sensors import NewMonthCursor, new_month_sensor
 from taxi_assets.trip_schema import GREEN, YELLOW
-from taxi_assets_tests.synthetic import write_month
+from taxi_assets_testkit.synthetic import write_month
+from taxi_assets_tests.runs import load_taxi_trips, taxi_schedules
 
 
 def _definitions(mirror, warehouse, schedules=(), sensors=()) -> dg.Definitions:
@@ -108,7 +108,7 @@ def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | 
         return defs.get_sensor_def("taxi_new_months").evaluate_tick(context)
 
 
-def test_sensor_requests_exactly_the_published_unloaded_months_once(mirror, warehouse):
+def test_sensor_requests_exactly_the_published_unloaded_months_once(mirror, warehouse, load):
     published = [TaxiPartition("green", f"2019-0{m}") for m in (1, 2, 3)] + [
         TaxiPartition("yellow", "2019-02")
     ]
@@ -119,12 +119,7 @@ def test_sensor_requests_exactly_the_published_unloaded_months_once(mirror, ware
     defs = _definitions(mirror, warehouse, sensors=[sensor])
 
     with dg.instance_for_test() as instance:
-        dg.materialize(
-            [load_taxi_trips],
-            partition_key="2019-01|green",
-            instance=instance,
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
+        load("2019-01|green", instance=instance)
         first = _evaluate(defs, instance, None)
         second = _evaluate(defs, instance, first.cursor)
 

@@ -8,17 +8,17 @@ import time
 import uuid
 
 import dagster as dg
-import psycopg
 import pytest
 
 from taxi_assets.assets import TRIPS
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
-from taxi_assets_tests.conftest import PG, Db, Mirror, postgres_env
-from taxi_assets_tests.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
+from taxi_assets_testkit.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
+from taxi_assets_testkit.synthetic import write_month
+from taxi_assets_tests.databases import Db, admin_connection, postgres_warehouse_at, warehouse_env
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
-from taxi_assets_tests.synthetic import write_month
+from taxi_assets_tests.mirror import Mirror
 
 # Six months: enough for four loads at once, and CI time stays in bounds (a 12-month backfill
 # is what benchmarks/backfill_benchmark.py runs).
@@ -33,17 +33,16 @@ pytestmark = pytest.mark.dagster_dev
 
 @pytest.fixture(scope="module")
 def backfill_env(test_database, http_root, tmp_path_factory):
-    root, url = http_root
-    name = f"backfill_{uuid.uuid4().hex[:8]}"
-    mirror = Mirror(root / name, f"{url}/{name}")
+    mirror = Mirror.on(http_root)
     for i, partition in enumerate(MONTHS):
         write_month(mirror.directory, GREEN, partition, 300 + 25 * i)
     schema_name = f"t_{uuid.uuid4().hex[:10]}"
     home = tmp_path_factory.mktemp("dagster_home")
-    env = {"TAXI_SOURCE_URL": mirror.url, **postgres_env(test_database, schema_name)}
+    warehouse = postgres_warehouse_at(test_database, schema_name)
+    env = {"TAXI_SOURCE_URL": mirror.url, **warehouse_env(warehouse)}
     with (
         DagsterDev(home, env, home / "dagster_dev.log") as server,
-        psycopg.connect(dbname=test_database, autocommit=True, **PG) as db,
+        admin_connection(test_database) as db,
     ):
         db.execute(f'CREATE SCHEMA "{schema_name}"')
         db.execute(f'SET search_path = "{schema_name}"')
@@ -121,19 +120,13 @@ def test_the_readme_cli_backfill_queues_runs_for_the_daemon(backfill_env, serial
 
 def test_a_duckdb_backfill_waits_for_the_file_instead_of_failing(http_root, tmp_path_factory):
     """Four runs at once on one DuckDB file: each waits for the file lock; none fails."""
-    root, url = http_root
-    mirror = Mirror(root / f"duck_{uuid.uuid4().hex[:8]}", "")
-    mirror.url = f"{url}/{mirror.directory.name}"
+    mirror = Mirror.on(http_root)
     months = MONTHS[:4]
     for i, partition in enumerate(months):
         write_month(mirror.directory, GREEN, partition, 200 + 10 * i)
     home = tmp_path_factory.mktemp("duck_home")
     warehouse = DuckDBWarehouse(path=str(home / "taxi.duckdb"))
-    env = {
-        "TAXI_SOURCE_URL": mirror.url,
-        "TAXI_WAREHOUSE": "duckdb",
-        "TAXI_DUCKDB_PATH": str(warehouse.database_file),
-    }
+    env = {"TAXI_SOURCE_URL": mirror.url, **warehouse_env(warehouse)}
     mirror.slow_down(2)  # every load lasts seconds, so the four overlap
     try:
         with DagsterDev(home / "dagster", env, home / "dagster_dev.log") as server:

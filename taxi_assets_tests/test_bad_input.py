@@ -2,7 +2,6 @@
 test loads a good month first, then a bad file for the same partition."""
 
 import gzip
-import socket
 
 import dagster as dg
 import pytest
@@ -10,18 +9,17 @@ import pytest
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets.warehouses.postgres import PostgresWarehouse
-from taxi_assets_tests.conftest import PG, WAREHOUSES, Db, any_warehouse
+from taxi_assets_testkit.local_servers import PG, free_port
+from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
+from taxi_assets_tests.databases import Db, replaced
 from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists
-from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
+from taxi_assets_tests.runs import materialize_load
 
 JAN = TaxiPartition("green", "2019-01")
 FILE = "green_tripdata_2019-01.csv.gz"
 
 
-@pytest.fixture(params=WAREHOUSES)
-def warehouse(request):
-    """Every test here holds for PostgreSQL and for DuckDB alike."""
-    return any_warehouse(request)
+pytestmark = pytest.mark.every_warehouse  # every test here holds for PostgreSQL and DuckDB alike
 
 
 @pytest.fixture
@@ -180,26 +178,14 @@ def test_quoted_line_break_is_caught_by_the_row_count(mirror, load, db, loaded):
     assert f"{FILE}: 21 data lines but 20 CSV rows" in message
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_postgres_refusing_connections_gives_a_short_clear_message(mirror):
     write_month(mirror.directory, GREEN, JAN, 10)
     secret = "pw-5f8e2c-never-print-me"
     unreachable = PostgresWarehouse(
-        host="127.0.0.1", port=_closed_port(), user="taxi", password=secret, database="ny_taxi"
+        host="127.0.0.1", port=free_port(), user="taxi", password=secret, database="ny_taxi"
     )
-    from taxi_assets.assets import load_taxi_trips
 
-    result = dg.materialize(
-        [load_taxi_trips],
-        partition_key="2019-01|green",
-        resources={"source": mirror.source(), "warehouse": unreachable},
-        raise_on_error=False,
-    )
+    result = materialize_load(JAN, mirror.source(), unreachable, raise_on_error=False)
 
     # Refused connections are worth retrying (a restarting server); after the retries, the
     # failure carries the one-line reason, with no driver traceback chained under it.
@@ -219,16 +205,10 @@ def test_password_reaches_no_log_or_metadata(mirror, postgres_warehouse):
     """Trust auth ignores the password, so the load succeeds with one set; it shows nowhere."""
     write_month(mirror.directory, GREEN, JAN, 10)
     secret = "pw-0a9b8c-never-print-me"
-    with_password = postgres_warehouse.model_copy(update={"password": secret})
-    from taxi_assets.assets import load_taxi_trips
+    with_password = replaced(postgres_warehouse, password=secret)
 
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [load_taxi_trips],
-            partition_key="2019-01|green",
-            resources={"source": mirror.source(), "warehouse": with_password},
-            instance=instance,
-        )
+        result = materialize_load(JAN, mirror.source(), with_password, instance=instance)
         logs = instance.all_logs(result.run_id)
     assert result.success
     assert logs and all(secret not in str(entry) for entry in logs)
@@ -242,14 +222,8 @@ def test_a_postgres_setting_to_fix_fails_at_once_and_says_which(mirror, setting,
     write_month(mirror.directory, GREEN, JAN, 10)
     settings = {"host": PG["host"], "port": PG["port"], "user": PG["user"], "database": "postgres"}
     wrong = PostgresWarehouse(**{**settings, setting: value})
-    from taxi_assets.assets import load_taxi_trips
 
-    result = dg.materialize(
-        [load_taxi_trips],
-        partition_key="2019-01|green",
-        resources={"source": mirror.source(), "warehouse": wrong},
-        raise_on_error=False,
-    )
+    result = materialize_load(JAN, mirror.source(), wrong, raise_on_error=False)
 
     message = failure_message(result)
     assert not message.startswith("Exceeded max_retries")
@@ -264,18 +238,8 @@ def test_a_schema_the_user_may_not_create_in_is_named(mirror, postgres_warehouse
     admin = Db(postgres_warehouse).postgres
     admin.execute(f'CREATE ROLE "{role}" LOGIN')  # may connect, may not create a schema
     try:
-        reader = PostgresWarehouse(
-            host=PG["host"], port=PG["port"], user=role,
-            database=postgres_warehouse.database, sql_schema=postgres_warehouse.sql_schema,
-        )  # fmt: skip
-        from taxi_assets.assets import load_taxi_trips
-
-        result = dg.materialize(
-            [load_taxi_trips],
-            partition_key="2019-01|green",
-            resources={"source": mirror.source(), "warehouse": reader},
-            raise_on_error=False,
-        )
+        reader = replaced(postgres_warehouse, user=role)
+        result = materialize_load(JAN, mirror.source(), reader, raise_on_error=False)
     finally:
         admin.execute(f'DROP ROLE "{role}"')
 

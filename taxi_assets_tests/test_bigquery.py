@@ -6,12 +6,8 @@ import hashlib
 import dagster as dg
 import pytest
 import sqlglot
-from dagster_dbt import DbtCliResource
 from sqlglot import exp
 
-from taxi_assets.assets import load_taxi_trips
-from taxi_assets.checks import taxi_trip_checks
-from taxi_assets.dbt_models import dbt_project, taxi_dbt_models, taxi_dbt_months
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW, TripSchema
 from taxi_assets.warehouses.bigquery import (
@@ -22,9 +18,11 @@ from taxi_assets.warehouses.bigquery import (
     _BigQueryPartitionLoad,
     gcp_setup_job,
 )
-from taxi_assets_tests.dagster_dev import free_port as closed_port
+from taxi_assets_testkit.local_servers import free_port as closed_port
+from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
+from taxi_assets_tests.databases import replaced, set_warehouse_env
 from taxi_assets_tests.helpers import check_results, failure_message, metadata
-from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
+from taxi_assets_tests.runs import materialize_dbt, materialize_load, taxi_dbt
 from taxi_assets_tests.test_dbt import known_zones
 
 pytestmark = pytest.mark.emulators
@@ -61,12 +59,7 @@ def _rows_by_file(warehouse: BigQueryWarehouse, table: str) -> dict[str, int]:
 
 
 def _load(mirror, warehouse, key: str, **kwargs) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [load_taxi_trips, *taxi_trip_checks],
-        partition_key=key,
-        resources={"source": mirror.source(), "warehouse": warehouse},
-        **kwargs,
-    )
+    return materialize_load(key, mirror.source(), warehouse, **kwargs)
 
 
 def test_setup_then_two_partitions_then_a_rerun(mirror, bigquery_warehouse):
@@ -201,27 +194,13 @@ def test_dbt_builds_on_the_emulator(mirror, bigquery_warehouse, monkeypatch):
                 key = ("VendorID", schema.pickup, schema.dropoff, "PULocationID", "DOLocationID")
                 expected.add((partition.taxi, *(row[name] for name in key)))
         assert _load(mirror, warehouse, str(partition.key)).success
-    for name, value in {
-        "TAXI_WAREHOUSE": "bigquery",
-        "GCP_PROJECT_ID": warehouse.project,
-        "GCP_DATASET": warehouse.dataset,
-        "TAXI_DBT_SCHEMA": f"{warehouse.dataset}_dbt",  # the models' own dataset
-        "BIGQUERY_API_ENDPOINT": warehouse.api_endpoint,
-        "DBT_BIGQUERY_METHOD": "oauth-secrets",  # a dummy token the emulator does not check
-        "DBT_BIGQUERY_TOKEN": "dummy-token",
-    }.items():
-        monkeypatch.setenv(name, value)
-    dbt = DbtCliResource(project_dir=dbt_project, target="bigquery")
+    set_warehouse_env(monkeypatch, warehouse)
+    dbt = taxi_dbt()
 
     # The first build makes every model; the second replaces the month's facts in place
     # (incremental: the pre-hook's delete, then a merge that inserts).
-    for assets in ([taxi_dbt_models, taxi_dbt_months], [taxi_dbt_months]):
-        result = dg.materialize(
-            assets,
-            partition_key="2019-01",
-            resources={"dbt": dbt, "warehouse": warehouse},
-            raise_on_error=False,
-        )
+    for assets in ([dbt.models, dbt.months], [dbt.months]):
+        result = materialize_dbt(warehouse, *assets, partition_key="2019-01", raise_on_error=False)
 
         assert result.success, [
             e.check_name for e in result.get_asset_check_evaluations() if not e.passed
@@ -234,9 +213,8 @@ def test_dbt_builds_on_the_emulator(mirror, bigquery_warehouse, monkeypatch):
 
 def test_credentials_reach_no_log_or_metadata(mirror, bigquery_warehouse):
     secret = "-----BEGIN PRIVATE KEY-----never-print-me"
-    warehouse = bigquery_warehouse.model_copy(
-        update={"credentials_json": f'{{"type": "service_account", "private_key": "{secret}"}}'}
-    )
+    credentials = f'{{"type": "service_account", "private_key": "{secret}"}}'
+    warehouse = replaced(bigquery_warehouse, credentials_json=credentials)
     warehouse.ensure_bucket_and_dataset()
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 20)
 

@@ -17,10 +17,11 @@ import pytest
 from taxi_assets.assets import TRIPS
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets_tests.conftest import PG, Db, postgres_env
-from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
+from taxi_assets_testkit.dagster_dev import ROOT, DagsterDev
+from taxi_assets_testkit.local_servers import PG
+from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
+from taxi_assets_tests.databases import Db, warehouse_env
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
-from taxi_assets_tests.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 
 JAN = TaxiPartition("green", "2019-01")
 DAGSTER = Path(sys.executable).parent / "dagster"
@@ -33,10 +34,12 @@ MATERIALIZE = [
 
 
 def _env(warehouse, mirror, dagster_home: Path) -> dict[str, str]:
+    """What the README's command runs with: the warehouse's variables, the test's mirror, a
+    Dagster home of its own."""
     dagster_home.mkdir(exist_ok=True)
     return {
         **os.environ,
-        **postgres_env(warehouse.database, warehouse.sql_schema),
+        **warehouse_env(warehouse),
         "DAGSTER_HOME": str(dagster_home),
         "TAXI_SOURCE_URL": mirror.url,
     }
@@ -114,13 +117,7 @@ def test_kill_9_mid_load_leaves_no_partial_partition(mirror, warehouse, db, tmp_
 def test_kill_9_mid_load_leaves_the_duckdb_file_as_it_was(mirror, duckdb_warehouse, tmp_path):
     """DuckDB replaces the file's rows in one open transaction: killed while it inserts them,
     the file comes back as it was, and the next run loads the new file whole."""
-    env = {
-        **os.environ,
-        "TAXI_WAREHOUSE": "duckdb",
-        "TAXI_DUCKDB_PATH": str(duckdb_warehouse.database_file),
-        "DAGSTER_HOME": str(tmp_path),
-        "TAXI_SOURCE_URL": mirror.url,
-    }
+    env = _env(duckdb_warehouse, mirror, tmp_path)
     db = Db(duckdb_warehouse)
     write_month(mirror.directory, GREEN, JAN, 500, seed=1)
     subprocess.run([*MATERIALIZE, "2019-01|green"], env=env, check=True, capture_output=True)
@@ -199,7 +196,7 @@ def test_make_demo_the_cli_and_make_dev_share_the_project_home(mirror, warehouse
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-02"), 321)
     env = {
         **{name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"},
-        **postgres_env(warehouse.database, warehouse.sql_schema),
+        **warehouse_env(warehouse),
         "TAXI_SOURCE_URL": mirror.url,
     }
 

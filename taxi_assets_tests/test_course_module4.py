@@ -8,16 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
-from dagster_dbt import DbtCliResource
 
-from taxi_assets.assets import load_taxi_trips
-from taxi_assets.dbt_models import dbt_project, taxi_dbt_models, taxi_dbt_months
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.resources import duckdb_from_env
+from taxi_assets.resources import duckdb_resource
+from taxi_assets.settings import Settings
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
-from taxi_assets_tests.conftest import Db, real_sample
+from taxi_assets_tests.databases import Db, set_warehouse_env
+from taxi_assets_tests.runs import materialize_dbt, materialize_load
+from taxi_assets_tests.samples import real_sample
 
 DBT = Path(sys.executable).parent / "dbt"
 SAMPLES = {
@@ -78,13 +77,15 @@ def default_duckdb(tmp_path, monkeypatch):
     """The DuckDB warehouse as the default settings make it, in a folder of the test's own."""
     for name in ("TAXI_DUCKDB_PATH", "TAXI_DUCKDB_SCHEMA", "TAXI_DBT_SCHEMA"):
         monkeypatch.delenv(name, raising=False)
-    default = duckdb_from_env()
-    assert (Path(default.path).name, default.sql_schema) == ("taxi_rides_ny.duckdb", "prod")
+    default = duckdb_resource(Settings.from_env())
+    # Where the README points the course's profile: the repository's data/ folder.
+    repository = Path(__file__).resolve().parent.parent
+    assert default.database_file == repository / "data" / "taxi_rides_ny.duckdb"
+    assert default.sql_schema == "prod"
     warehouse = DuckDBWarehouse(
         path=str(tmp_path / Path(default.path).name), sql_schema=default.sql_schema
     )
-    monkeypatch.setenv("TAXI_WAREHOUSE", "duckdb")
-    monkeypatch.setenv("TAXI_DUCKDB_PATH", warehouse.path)
+    set_warehouse_env(monkeypatch, warehouse)
     return warehouse
 
 
@@ -92,18 +93,8 @@ def test_the_course_dbt_lookup_reads_our_tables_beside_our_models(mirror, defaul
     warehouse = default_duckdb
     for partition, sample in SAMPLES.items():
         mirror.put_csv(partition, real_sample(sample))
-        loaded = dg.materialize(
-            [load_taxi_trips],
-            partition_key=str(partition.key),
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
-        assert loaded.success
-    ours = dg.materialize(
-        [taxi_dbt_models, taxi_dbt_months],
-        partition_key=next(iter(SAMPLES)).month,
-        resources={"dbt": DbtCliResource(project_dir=dbt_project), "warehouse": warehouse},
-    )
-    assert ours.success
+        assert materialize_load(partition, mirror.source(), warehouse).success
+    assert materialize_dbt(warehouse, partition_key=next(iter(SAMPLES)).month).success
     course = tmp_path / "course_like"
     write_course_like_project(course, Path(warehouse.path))
 

@@ -4,6 +4,7 @@ import collections
 import csv
 import itertools
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -17,48 +18,32 @@ from dagster._core.storage.tags import (
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG as RANGE_START,
 )
-from dagster_dbt import DbtCliResource
 
 from taxi_assets.assets import TRIPS
-from taxi_assets.dbt_models import (
-    DBT_PROJECT_DIR,
-    dbt_after_loads,
-    dbt_project,
-    taxi_dbt_models,
-    taxi_dbt_months,
-)
+from taxi_assets.dbt_models import DBT_PROJECT_DIR
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
-from taxi_assets_tests.conftest import WAREHOUSES, any_warehouse, postgres_env
-from taxi_assets_tests.synthetic import (
+from taxi_assets_testkit.synthetic import (
     csv_lines,
     expected_unique_row_id,
     write_csv_gz,
     write_month,
 )
+from taxi_assets_tests.databases import Db, set_warehouse_env
+from taxi_assets_tests.runs import materialize_dbt, materialize_load, taxi_dbt
 
+pytestmark = pytest.mark.every_warehouse  # the dbt project builds on PostgreSQL and DuckDB alike
 MONTHS = [("green", "2019-01", 900), ("green", "2019-02", 700),
           ("yellow", "2019-01", 800), ("yellow", "2019-02", 600)]  # fmt: skip
 DBT_MODELS = {"stg_green_tripdata", "stg_yellow_tripdata", "stg_trips_without_vendor",
               "fact_trips", "dm_monthly_zone_revenue"}  # fmt: skip
 
 
-@pytest.fixture(params=WAREHOUSES)
-def warehouse(request):
-    """The dbt project builds on PostgreSQL and on DuckDB alike."""
-    return any_warehouse(request)
-
-
 @pytest.fixture
 def dbt_env(monkeypatch, warehouse):
     """dbt reads the same variables as the Dagster resource: point them at the test's warehouse."""
-    monkeypatch.setenv("TAXI_WAREHOUSE", warehouse.kind)
-    if isinstance(warehouse, DuckDBWarehouse):
-        monkeypatch.setenv("TAXI_DUCKDB_PATH", str(warehouse.database_file))
-        return
-    for name, value in postgres_env(warehouse.database, warehouse.sql_schema).items():
-        monkeypatch.setenv(name, value)
+    set_warehouse_env(monkeypatch, warehouse)
 
 
 @pytest.fixture
@@ -96,15 +81,8 @@ def _expected_fact_trips(loaded_months) -> list[tuple[str, dict]]:
 
 def _build(warehouse, **kwargs) -> dg.ExecuteInProcessResult:
     """Every dbt model, the facts of the loaded months (one run of a range, as a backfill)."""
-    dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
-    resources = {"dbt": dbt, "warehouse": warehouse}
     first, last = min(month for _, month, _ in MONTHS), max(month for _, month, _ in MONTHS)
-    return dg.materialize(
-        [taxi_dbt_models, taxi_dbt_months],
-        resources=resources,
-        tags={RANGE_START: first, RANGE_END: last},
-        **kwargs,
-    )
+    return materialize_dbt(warehouse, tags={RANGE_START: first, RANGE_END: last}, **kwargs)
 
 
 def test_dbt_build_makes_fact_trips_and_monthly_revenue(dbt_env, loaded_months, db, warehouse):
@@ -161,7 +139,7 @@ def test_dbt_tests_are_asset_checks_and_a_failing_one_shows(dbt_env, loaded_mont
 def _run_requests(instance: dg.DagsterInstance, cursor: str | None):
     """One evaluation of the sensor that rebuilds facts after loads."""
     context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    result = dbt_after_loads(context)
+    result = taxi_dbt().after_loads(context)
     if isinstance(result, dg.SkipReason):
         return [], cursor
     return result.run_requests or [], result.cursor
@@ -190,21 +168,19 @@ def test_the_facts_wait_for_loads_under_way_then_rebuild_their_months_once():
 
 def _execute(request: dg.RunRequest, warehouse, instance) -> None:
     """Run a sensor's request as the daemon would: its assets, its partition or range."""
-    dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
-    result = dg.materialize(
-        [taxi_dbt_models, taxi_dbt_months],
+    result = materialize_dbt(
+        warehouse,
         selection=request.asset_selection,
         partition_key=request.partition_key,
         tags=request.tags,
         instance=instance,
-        resources={"dbt": dbt, "warehouse": warehouse},
     )
     assert result.success
 
 
 def _summary(request: dg.RunRequest) -> tuple:
     """(partition, range start, range end, with the unpartitioned models)."""
-    setup = any(key in request.asset_selection for key in taxi_dbt_models.keys)
+    setup = any(key in request.asset_selection for key in taxi_dbt().models.keys)
     tags = request.tags
     return request.partition_key, tags.get(RANGE_START), tags.get(RANGE_END), setup
 
@@ -245,8 +221,7 @@ def test_facts_rebuilt_month_by_month_in_any_order_equal_a_full_rebuild(
         [(None, "2019-01", "2019-02", False)],  # (2019-01: the first month, none before it)
         [(None, "2019-01", "2019-02", False)],  # the re-load
     ]
-    dbt = DbtCliResource(project_dir=dbt_project, target=warehouse.kind)
-    dbt.cli(["build", "--full-refresh"]).wait()
+    taxi_dbt().resource(warehouse.kind).cli(["build", "--full-refresh"]).wait()
 
     assert _table(db, "fact_trips", "tripid") == built_monthly
     assert _table(db, "dm_monthly_zone_revenue", "1, 2, 3") == revenue_monthly
@@ -256,6 +231,25 @@ def test_facts_rebuilt_month_by_month_in_any_order_equal_a_full_rebuild(
     assert db.execute(
         "SELECT filename, trips_outside_file_months FROM stg_trips_outside_file_months"
     ).fetchall() == [("green_tripdata_2019-02.csv", 2)]
+
+
+def test_dbt_builds_in_the_duckdb_file_a_relative_path_names(mirror, duckdb_warehouse, monkeypatch):
+    """TAXI_DUCKDB_PATH relative to the repository, as `.env.example` has it: dbt, which runs in
+    dbt_project/, builds its models in the very file the loads wrote."""
+    relative = os.path.relpath(duckdb_warehouse.database_file, DBT_PROJECT_DIR.parent)
+    warehouse = DuckDBWarehouse(path=relative)
+    assert not Path(relative).is_absolute()
+    assert warehouse.database_file.resolve() == duckdb_warehouse.database_file
+    set_warehouse_env(monkeypatch, warehouse)
+    monkeypatch.setenv("TAXI_DUCKDB_PATH", relative)  # as the user wrote it
+    rows = write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 200)
+    assert materialize_load("2019-01|green", mirror.source(), warehouse).success
+
+    built = materialize_dbt(warehouse, taxi_dbt().models)
+
+    assert built.success
+    staged = Db(warehouse).execute("SELECT count(*) FROM stg_green_tripdata").fetchone()[0]
+    assert staged == len({expected_unique_row_id(GREEN, row) for row in rows if row["VendorID"]})
 
 
 def test_definitions_load_in_a_fresh_checkout_with_a_manifest_per_warehouse(tmp_path):

@@ -3,6 +3,7 @@
 import contextlib
 import http.server
 import os
+import pkgutil
 import subprocess
 import sys
 import threading
@@ -18,13 +19,15 @@ from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
 from taxi_assets.checks import taxi_trip_checks_op
 from taxi_assets.definitions import defs
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
-from taxi_assets.resources import TaxiSource, warehouse_from_env
+from taxi_assets.resources import TaxiSource
+from taxi_assets.settings import Settings
 from taxi_assets.source import MinimumRate, SourceError, SourceUnavailable, fetch, redact_url
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
-from taxi_assets_tests.conftest import real_sample
-from taxi_assets_tests.dagster_dev import free_port
+from taxi_assets_testkit.local_servers import free_port
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import rows_per_file
-from taxi_assets_tests.synthetic import write_month
+from taxi_assets_tests.runs import materialize_load
+from taxi_assets_tests.samples import real_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +59,55 @@ def test_the_dbt_models_are_a_location_of_their_own_downstream_of_the_trips():
                                         ("taxi_dbt", "taxi_assets.dbt_definitions")]  # fmt: skip
 
 
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_the_settings_are_read_when_the_definitions_are_built_not_on_import():
+    """Every module imports whatever the environment says (they read no setting); building the
+    load location then stops at the first bad setting, naming it."""
+    modules = [
+        module.name
+        for module in pkgutil.walk_packages([str(ROOT / "taxi_assets")], "taxi_assets.")
+        if module.name not in ("taxi_assets.definitions", "taxi_assets.dbt_definitions")
+    ]
+    nonsense = {"TAXI_WAREHOUSE": "oracle", "TAXI_RETRY_DELAY_SECONDS": "soon",
+                "TAXI_SCHEDULE_MONTH": "next"}  # fmt: skip
+
+    imported = _python(f"import {', '.join(modules)}", {**os.environ, **nonsense})
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert "taxi_assets.dbt_models" in modules and "taxi_assets.assets" in modules
+    for name, says in (
+        (
+            "TAXI_WAREHOUSE",
+            "TAXI_WAREHOUSE must be one of duckdb, postgres, bigquery, not 'oracle'",
+        ),
+        ("TAXI_RETRY_DELAY_SECONDS", "TAXI_RETRY_DELAY_SECONDS='soon': a number of seconds"),
+        ("TAXI_SCHEDULE_MONTH", "TAXI_SCHEDULE_MONTH must be 'previous' or 'current', not 'next'"),
+    ):
+        loaded = _python("import taxi_assets.definitions", {**os.environ, name: nonsense[name]})
+        assert loaded.stderr.strip().splitlines()[-1] == f"ValueError: {says}"
+
+
+def test_loading_both_code_locations_leaves_the_environment_as_it_was():
+    """Not even PATH or TAXI_DUCKDB_PATH for dbt: the dbt location finds this environment's dbt
+    without PATH (as `.venv/bin/dagster dev` runs it) and dbt reads the DuckDB path itself."""
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "TAXI_DUCKDB_PATH": "data/elsewhere.duckdb"}
+    code = (
+        "import os, dagster as dg; before = dict(os.environ); "
+        "import taxi_assets.definitions as a, taxi_assets.dbt_definitions as b; "
+        "dg.Definitions.validate_loadable(a.defs); dg.Definitions.validate_loadable(b.defs); "
+        "print(dict(os.environ) == before)"
+    )
+
+    loaded = _python(code, env)
+
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.strip() == "True"
+
+
 def test_assets_are_described_grouped_and_kinded():
     graph = defs.resolve_asset_graph()
     for key in (SOURCE_FILE, STAGING, TRIPS):
@@ -63,7 +115,7 @@ def test_assets_are_described_grouped_and_kinded():
         assert node.description
         assert node.group_name == "taxi"
         assert node.kinds
-    assert graph.get(TRIPS).kinds == {warehouse_from_env().kind}
+    assert graph.get(TRIPS).kinds == {Settings.from_env().warehouse}
     assert graph.get(TRIPS).parent_keys == {STAGING}
     assert graph.get(STAGING).parent_keys == {SOURCE_FILE}
     check_names = {key.name for key in graph.asset_check_keys if key.asset_key == TRIPS}
@@ -222,13 +274,8 @@ def test_a_download_that_fails_after_a_redirect_names_no_query_string(tmp_path):
 def test_a_local_directory_is_a_source_too(tmp_path, warehouse, db, form):
     write_month(tmp_path, GREEN, TaxiPartition("green", "2019-01"), 42)
     base = tmp_path.as_uri() if form == "file-url" else str(tmp_path)
-    from taxi_assets.assets import load_taxi_trips
 
-    result = dg.materialize(
-        [load_taxi_trips],
-        partition_key="2019-01|green",
-        resources={"source": TaxiSource(base_url=base), "warehouse": warehouse},
-    )
+    result = materialize_load("2019-01|green", TaxiSource(base_url=base), warehouse)
 
     assert result.success
     assert rows_per_file(db, "green_tripdata") == {"green_tripdata_2019-01.csv": 42}

@@ -11,13 +11,12 @@ import psycopg
 import pytest
 import yaml
 
-from taxi_assets.assets import load_taxi_trips
-from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.settings import VARIABLES
 from taxi_assets.trip_schema import GREEN
-from taxi_assets_tests.conftest import PG
+from taxi_assets_testkit.local_servers import PG
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import rows_per_file
-from taxi_assets_tests.synthetic import write_month
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -40,7 +39,7 @@ def storage_database(test_database):
 
 
 def test_the_stack_instance_runs_a_partition_on_postgres_storage(
-    storage_database, monkeypatch, tmp_path, mirror, warehouse, db
+    storage_database, monkeypatch, tmp_path, mirror, load, db
 ):
     for name, value in {
         "DAGSTER_PG_HOST": PG["host"],
@@ -54,12 +53,7 @@ def test_the_stack_instance_runs_a_partition_on_postgres_storage(
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 321)
 
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        result = dg.materialize(
-            [load_taxi_trips, *taxi_trip_checks],
-            partition_key="2019-01|green",
-            instance=instance,
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
+        result = load("2019-01|green", instance=instance)
         storage = type(instance.run_storage).__name__
         pools = instance.get_concurrency_config().pool_config
 
@@ -103,14 +97,13 @@ def test_compose_services_ports_healthchecks_and_order():
 def test_compose_and_code_variables_are_all_in_env_example():
     compose_text = (ROOT / "docker-compose.yml").read_text()
     in_compose = set(re.findall(r"(?<!\$)\$\{(\w+)", compose_text))  # not $${container vars}
-    code = "\n".join(p.read_text() for p in (ROOT / "taxi_assets").glob("*.py"))
-    in_code = set(re.findall(r'_env\("(\w+)"', code)) | set(
-        re.findall(r'environ\.get\("(\w+)"', code)
-    )
+    code = "\n".join(p.read_text() for p in (ROOT / "taxi_assets").rglob("*.py"))
+    in_code = set(re.findall(r'_env\(settings, "(\w+)"', code))
     dbt = (ROOT / "dbt_project" / "profiles.yml").read_text()
     in_dbt = set(re.findall(r"env_var\('(\w+)'", dbt))
-    assert in_compose and in_code and in_dbt
-    assert (in_compose | in_code | in_dbt) - ENV_EXAMPLE == {"PATH"}  # (dbt found on PATH)
+    assert in_compose and in_dbt
+    assert in_code and in_code <= set(VARIABLES)  # the resources' variables are among the settings'
+    assert (in_compose | set(VARIABLES) | in_dbt) - ENV_EXAMPLE == set()
 
 
 def test_dockerfile_copies_what_exists_and_the_stack_uses_its_dagster_yaml():

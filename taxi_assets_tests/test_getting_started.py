@@ -16,7 +16,7 @@ from taxi_assets.getting_started import (
     products,
     raw_products,
 )
-from taxi_assets_tests.dagster_dev import ROOT
+from taxi_assets_testkit.dagster_dev import ROOT
 from taxi_assets_tests.helpers import failure_message
 
 FIXTURE = ROOT / "sample_source" / "products.json"

@@ -8,11 +8,17 @@ import threading
 import dagster as dg
 import pytest
 
-from taxi_assets.assets import TRIPS, load_taxi_trips
+from taxi_assets.assets import TRIPS
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
-from taxi_assets_tests.conftest import REAL_DATA, WAREHOUSES, any_warehouse
+from taxi_assets_testkit.synthetic import (
+    csv_lines,
+    expected_unique_row_id,
+    generate_rows,
+    write_csv_gz,
+    write_month,
+)
 from taxi_assets_tests.helpers import (
     check_results,
     delete_some_rows,
@@ -23,22 +29,14 @@ from taxi_assets_tests.helpers import (
     staging_metadata,
     table_exists,
 )
-from taxi_assets_tests.synthetic import (
-    csv_lines,
-    expected_unique_row_id,
-    generate_rows,
-    write_csv_gz,
-    write_month,
-)
+from taxi_assets_tests.runs import load_taxi_trips, materialize_load
+from taxi_assets_tests.samples import REAL_DATA
 
 JAN = TaxiPartition("green", "2019-01")
 FEB = TaxiPartition("green", "2019-02")
 
 
-@pytest.fixture(params=WAREHOUSES)
-def warehouse(request):
-    """Every test here holds for PostgreSQL and for DuckDB alike."""
-    return any_warehouse(request)
+pytestmark = pytest.mark.every_warehouse  # every test here holds for PostgreSQL and DuckDB alike
 
 
 def test_month_loads_every_row_with_the_seed_ids(mirror, load, db):
@@ -391,12 +389,8 @@ def test_the_shrink_guard_compares_loads_into_the_same_table_only(
     write_month(mirror.directory, GREEN, JAN, 300)
 
     def load_into(warehouse) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            [load_taxi_trips, *taxi_trip_checks],
-            partition_key=str(JAN.key),
-            instance=instance,
-            resources={"source": mirror.source(), "warehouse": warehouse},
-            raise_on_error=False,
+        return materialize_load(
+            JAN, mirror.source(), warehouse, instance=instance, raise_on_error=False
         )
 
     with dg.instance_for_test() as instance:
@@ -432,11 +426,7 @@ def test_a_load_waiting_for_the_duckdb_file_says_so(mirror, duckdb_warehouse, mo
     holder.start()
     holding.wait(timeout=60)
     threading.Timer(1.5, release.set).start()
-    result = dg.materialize(
-        [load_taxi_trips],
-        partition_key=str(JAN.key),
-        resources={"source": mirror.source(), "warehouse": duckdb_warehouse},
-    )
+    result = materialize_load(JAN, mirror.source(), duckdb_warehouse)
     holder.join()
 
     assert result.success

@@ -13,9 +13,9 @@ import pytest
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, ColumnType
 from taxi_assets.warehouses.parallel_copy import copy_in_parallel
-from taxi_assets_tests.conftest import PG
-from taxi_assets_tests.kestra_flow import kestra_ids
-from taxi_assets_tests.synthetic import (
+from taxi_assets_testkit.kestra_flow import kestra_ids
+from taxi_assets_testkit.local_servers import PG
+from taxi_assets_testkit.synthetic import (
     csv_lines,
     expected_unique_row_id,
     generate_rows,

@@ -13,10 +13,10 @@ from psycopg import sql
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets.warehouses import postgres
-from taxi_assets_tests.conftest import PG
+from taxi_assets_testkit.kestra_flow import GREEN_COLUMNS
+from taxi_assets_testkit.local_servers import PG
+from taxi_assets_testkit.synthetic import expected_unique_row_id, write_month
 from taxi_assets_tests.helpers import check_results, fingerprint, metadata, rows_per_file
-from taxi_assets_tests.kestra_flow import GREEN_COLUMNS
-from taxi_assets_tests.synthetic import expected_unique_row_id, write_month
 
 JAN = TaxiPartition("green", "2019-01")
 FEB = TaxiPartition("green", "2019-02")

@@ -4,12 +4,12 @@ import gzip
 
 import dagster as dg
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource
 from taxi_assets.trip_schema import GREEN
+from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import failure_message, rows_per_file
-from taxi_assets_tests.synthetic import write_month
+from taxi_assets_tests.runs import materialize_load
 
 JAN = TaxiPartition("green", "2019-01")
 
@@ -53,15 +53,8 @@ def test_a_bad_header_is_not_retried(mirror, load):
 
 def test_a_host_that_does_not_resolve_fails_at_once_in_one_line(warehouse):
     """Offline, or a typo in TAXI_SOURCE_URL: retrying cannot help, so nothing is retried."""
-    result = dg.materialize(
-        [load_taxi_trips],
-        partition_key="2019-01|green",
-        resources={
-            "source": TaxiSource(base_url="https://taxi-files.invalid/release"),
-            "warehouse": warehouse,
-        },
-        raise_on_error=False,
-    )
+    source = TaxiSource(base_url="https://taxi-files.invalid/release")
+    result = materialize_load("2019-01|green", source, warehouse, raise_on_error=False)
 
     message = failure_message(result).removeprefix("dagster._core.definitions.events.Failure: ")
     assert message.startswith(

@@ -5,20 +5,20 @@ import collections
 import math
 import random
 
-import dagster as dg
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets.warehouses.float_text import postgres_float_text
-from taxi_assets_tests.conftest import Db, real_sample
-from taxi_assets_tests.kestra_flow import kestra_ids
-from taxi_assets_tests.synthetic import (
+from taxi_assets_testkit.kestra_flow import kestra_ids
+from taxi_assets_testkit.synthetic import (
     csv_lines,
     generate_rows,
     write_csv_gz,
 )
+from taxi_assets_tests.databases import Db
+from taxi_assets_tests.runs import materialize_load
+from taxi_assets_tests.samples import real_sample
 
 REAL_FILES = [
     ("2020-10|green", "green_tripdata_2020-10.csv.gz", 95_120),
@@ -74,12 +74,7 @@ def test_duckdb_and_postgres_give_the_same_ids(
     mirror.put_gz(partition, path) if sample.endswith(".gz") else mirror.put_csv(partition, path)
     ids = {}
     for warehouse in (postgres_warehouse, duckdb_warehouse):
-        result = dg.materialize(
-            [load_taxi_trips],
-            partition_key=key,
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
-        assert result.success
+        assert materialize_load(key, mirror.source(), warehouse).success
         query = f"SELECT unique_row_id FROM {partition.taxi}_tripdata"
         ids[warehouse.kind] = collections.Counter(r[0] for r in Db(warehouse).execute(query))
 
@@ -104,11 +99,7 @@ def test_unusual_numbers_hash_alike_in_both_warehouses(
     path = write_csv_gz(mirror.path(partition), csv_lines(GREEN, rows))
     ids = {}
     for warehouse in (postgres_warehouse, duckdb_warehouse):
-        dg.materialize(
-            [load_taxi_trips],
-            partition_key=str(partition.key),
-            resources={"source": mirror.source(), "warehouse": warehouse},
-        )
+        assert materialize_load(partition, mirror.source(), warehouse).success
         found = Db(warehouse).execute("SELECT unique_row_id FROM green_tripdata")
         ids[warehouse.kind] = collections.Counter(r[0] for r in found)
 

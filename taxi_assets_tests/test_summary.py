@@ -8,14 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
-
-from taxi_assets.assets import load_taxi_trips
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.summary import top_pickup_zones
 from taxi_assets.trip_schema import GREEN
-from taxi_assets_tests.conftest import postgres_env, real_sample
-from taxi_assets_tests.synthetic import write_month
+from taxi_assets_testkit.synthetic import write_month
+from taxi_assets_tests.databases import warehouse_env
+from taxi_assets_tests.samples import real_sample
 
 
 def test_top_pickup_zones_of_the_real_month(mirror, load, warehouse):
@@ -46,16 +44,14 @@ def _summary(key: str, env: dict[str, str], cwd: Path | None = None) -> subproce
     )  # fmt: skip
 
 
-def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(tmp_path, mirror, warehouse):
+def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(
+    tmp_path, mirror, warehouse, load
+):
     """As `make demo` runs it: a loaded month prints its summary; a month not loaded, a reversed
     key, a malformed one or an unusable setting each get one line and a non-zero status."""
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 50)
-    env = postgres_env(warehouse.database, warehouse.sql_schema)
-    dg.materialize(
-        [load_taxi_trips],
-        partition_key="2019-01|green",
-        resources={"source": mirror.source(), "warehouse": warehouse},
-    )
+    env = warehouse_env(warehouse)
+    load("2019-01|green")
 
     # The warehouse chosen in `.env`, as `make demo` and the dagster commands read it.
     project = tmp_path / "project"

@@ -8,21 +8,22 @@ import dagster as dg
 import duckdb
 import pytest
 
-from taxi_assets.assets import load_taxi_trips
-from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.resources import TaxiSource, source_from_env
+from taxi_assets.resources import TaxiSource
+from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import GREEN, YELLOW, ColumnType, TripSchema
-from taxi_assets_tests.conftest import WAREHOUSES, Db, any_warehouse
-from taxi_assets_tests.helpers import failure_message, fingerprint, rows_per_file
-from taxi_assets_tests.kestra_flow import GREEN_COLUMNS
-from taxi_assets_tests.synthetic import (
+from taxi_assets_testkit.kestra_flow import GREEN_COLUMNS
+from taxi_assets_testkit.synthetic import (
     csv_lines,
     expected_unique_row_id,
     generate_rows,
     write_csv_gz,
 )
+from taxi_assets_tests.databases import Db
+from taxi_assets_tests.helpers import failure_message, fingerprint, rows_per_file
+from taxi_assets_tests.runs import materialize_load
 
+pytestmark = pytest.mark.every_warehouse  # the TLC's months load into PostgreSQL and DuckDB alike
 IDS = {"VendorID", "PULocationID", "DOLocationID"}
 
 
@@ -69,23 +70,13 @@ def write_parquet(
     return path
 
 
-@pytest.fixture(params=WAREHOUSES)
-def warehouse(request):
-    return any_warehouse(request)
-
-
 def tlc_source(mirror, **kwargs) -> TaxiSource:
     """The mirror serves the TLC's flat layout too: `{url}/{taxi}_tripdata_{YYYY-MM}.parquet`."""
     return TaxiSource(base_url=mirror.url, tlc_url=mirror.url, retries=1, **kwargs)
 
 
 def load(source: TaxiSource, warehouse, partition: TaxiPartition) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [load_taxi_trips, *taxi_trip_checks],
-        partition_key=str(partition.key),
-        resources={"source": source, "warehouse": warehouse},
-        raise_on_error=False,
-    )
+    return materialize_load(partition, source, warehouse, raise_on_error=False)
 
 
 def newer_values(db, schema: TripSchema, filename: str) -> dict[str, str]:
@@ -304,6 +295,6 @@ def test_a_source_setting_of_another_kind_says_so_at_start_up(monkeypatch, name,
     monkeypatch.setenv(name, value)
 
     with pytest.raises(ValueError) as raised:
-        source_from_env()
+        Settings.from_env()
 
     assert str(raised.value).startswith(says)

@@ -14,9 +14,11 @@ from playwright.sync_api import sync_playwright
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
-from taxi_assets_tests.conftest import Db, Mirror, real_sample, under_ci
-from taxi_assets_tests.dagster_dev import ROOT, DagsterDev
-from taxi_assets_tests.helpers import rows_per_file
+from taxi_assets_testkit.dagster_dev import ROOT, DagsterDev
+from taxi_assets_tests.databases import Db, warehouse_env
+from taxi_assets_tests.helpers import rows_per_file, under_ci
+from taxi_assets_tests.mirror import Mirror
+from taxi_assets_tests.samples import real_sample
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,16 +43,11 @@ def browser():
 @pytest.fixture(scope="module")
 def ui(http_root, tmp_path_factory):
     """`dagster dev` on the embedded default (DuckDB), the real October month at the source."""
-    root, url = http_root
-    mirror = Mirror(root / "ui_source", f"{url}/ui_source")
+    mirror = Mirror.on(http_root, "ui_source")
     mirror.put_gz(OCTOBER, real_sample("green_tripdata_2020-10.csv.gz"))
     home = tmp_path_factory.mktemp("ui_home")
     warehouse = DuckDBWarehouse(path=str(home / "taxi.duckdb"))
-    env = {
-        "TAXI_SOURCE_URL": mirror.url,
-        "TAXI_WAREHOUSE": "duckdb",
-        "TAXI_DUCKDB_PATH": str(warehouse.database_file),
-    }
+    env = {"TAXI_SOURCE_URL": mirror.url, **warehouse_env(warehouse)}
     ARTIFACTS.mkdir(exist_ok=True)
     with DagsterDev(home / "dagster", env, ARTIFACTS / "ui_dagster_dev.log") as server:
         yield server, warehouse

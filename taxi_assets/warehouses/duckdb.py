@@ -37,7 +37,7 @@ from taxi_assets.warehouses.float_text import postgres_float_text
 from taxi_assets.warehouses.partition_load import SqlPartitionLoad
 from taxi_assets.warehouses.trip_queries import TripQueries
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # taxi_assets/warehouses/duckdb.py
 # The file name and schema where the course's module-4 dbt project looks for the trip tables
 # (its source `raw`: database taxi_rides_ny, schema prod).
 DEFAULT_PATH = PROJECT_ROOT / "data" / "taxi_rides_ny.duckdb"

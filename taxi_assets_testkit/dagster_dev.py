@@ -4,7 +4,6 @@ way the UI drives it, and stopped by process group when done."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from taxi_assets.backfill import DagsterServer, ServerError
+from taxi_assets_testkit.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGSTER = Path(sys.executable).parent / "dagster"
@@ -30,12 +30,6 @@ LOCATIONS = """
 { workspaceOrError { ... on Workspace { locationEntries {
     loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class DagsterDev:
