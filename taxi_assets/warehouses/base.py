@@ -6,8 +6,8 @@ whatever that file loaded before in one transaction. Checks ask the questions be
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import dagster as dg
@@ -97,15 +97,15 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
         """This warehouse's type for each logical column type."""
 
     @abstractmethod
-    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
-        """Run `query` on the schema's main table (`{table}` in the text, `%s` parameters), with
-        the identifier quoted by the warehouse's driver. No table yet: no rows."""
+    def reading(self) -> AbstractContextManager[TripQueries]:
+        """The questions of `trip_queries.py`, answered on one connection for the whole block.
+        Each query runs on the schema's main table (`{table}` in the text, `%s` parameters),
+        the identifier quoted by the warehouse's driver; no table yet: no rows."""
 
-    @contextmanager
-    def reading(self) -> Iterator[TripQueries]:
-        """The questions of `trip_queries.py`, answered on one connection for the whole block
-        where the warehouse has connections; here, each query as `query` runs it."""
-        yield TripQueries(self.query, self.column_names)
+    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
+        """One query, on a connection of its own (see `reading`)."""
+        with self.reading() as trips:
+            return trips.query(schema, query, params)
 
     def column_names(self, schema: TripSchema) -> list[str]:
         return [name for name, _ in self.column_types(schema)]

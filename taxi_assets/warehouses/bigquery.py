@@ -181,10 +181,6 @@ class BigQueryWarehouse(TaxiWarehouse):
         with self.clients() as (bq, _):
             yield TripQueries(partial(self._query_on, bq), self.column_names, previews=False)
 
-    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
-        with self.clients() as (bq, _):
-            return self._query_on(bq, schema, query, params)
-
     def _query_on(
         self, bq: bigquery.Client, schema: TripSchema, query: str, params: Sequence[object]
     ) -> list[tuple]:

@@ -159,10 +159,6 @@ class DuckDBWarehouse(TaxiWarehouse):
     def table_types(self) -> Mapping[ColumnType, str]:
         return TABLE_TYPES
 
-    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
-        with self.reading() as trips:
-            return trips.query(schema, query, params)
-
     @contextmanager
     def reading(self) -> Iterator[TripQueries]:
         if not self.database_file.exists():  # nothing loaded yet

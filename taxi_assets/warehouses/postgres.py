@@ -143,10 +143,6 @@ class PostgresWarehouse(TaxiWarehouse):
     def table_types(self) -> Mapping[ColumnType, str]:
         return TABLE_TYPES
 
-    def query(self, schema: TripSchema, query: str, params: Sequence[object]) -> list[tuple]:
-        with self.connect() as connection:
-            return self._query_on(connection, schema, query, params)
-
     @contextmanager
     def reading(self) -> Iterator[TripQueries]:
         with self.connect() as connection:
