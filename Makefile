@@ -12,9 +12,9 @@ MONTH = $(firstword $(subst |, ,$(PARTITION)))
 DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 PORT ?= 3000
 DBT_LOG := $(DAGSTER_HOME_DIR)/demo_dbt.log
-# dg and dagster look for the telemetry setting before they read .env: without DAGSTER_HOME in
-# their environment a first run prints a telemetry notice although dagster.yaml turns it off.
-demo dev: export DAGSTER_HOME ?= $(DAGSTER_HOME_DIR)
+# dg looks for the telemetry setting before it reads .env: without DAGSTER_HOME in
+# its environment a first `dg launch` prints a telemetry notice although dagster.yaml turns it off.
+demo: export DAGSTER_HOME ?= $(DAGSTER_HOME_DIR)
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
