@@ -34,6 +34,15 @@ VARIABLES = (
 )  # fmt: skip
 
 
+def check_schema_name(variable: str, name: str) -> None:
+    """A schema name every tool can quote: dbt writes `"{name}"` without doubling a `"` in it
+    (the loads would work, the models would not)."""
+    if '"' in name:
+        raise ValueError(
+            f"{variable}={name!r}: a schema name without double quotes (dbt cannot quote one)"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The settings; each field's default is the one an unset variable gets."""
@@ -83,6 +92,7 @@ class Settings:
             retry_delay_seconds = float(delay)
         except ValueError:
             raise ValueError(f"TAXI_RETRY_DELAY_SECONDS={delay!r}: a number of seconds") from None
+        check_schema_name("TAXI_PG_SCHEMA", values.get("TAXI_PG_SCHEMA", ""))
         return cls(
             warehouse=values.get("TAXI_WAREHOUSE", "duckdb").strip().lower() or "duckdb",
             retry_delay_seconds=retry_delay_seconds,

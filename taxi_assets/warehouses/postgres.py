@@ -33,6 +33,7 @@ from psycopg import sql
 from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.settings import check_schema_name
 from taxi_assets.source import SourceError, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
@@ -119,6 +120,7 @@ class PostgresWarehouse(TaxiWarehouse):
     def open_partition(
         self, schema: TripSchema, partition: TaxiPartition
     ) -> Iterator[PartitionLoad]:
+        self._check_schema_name()
         with self.connect() as connection:
             _pin_text_formats(connection)
             load = _PostgresPartitionLoad(
@@ -128,13 +130,37 @@ class PostgresWarehouse(TaxiWarehouse):
                 with load.locked():
                     load.ensure_tables()
                     yield load
-            except psycopg.errors.InsufficientPrivilege as error:
-                raise WarehouseMisconfigured(
-                    f"PostgreSQL user {self.user!r} may not do this in schema "
-                    f"{self.sql_schema!r} of database {self.database!r}: "
-                    f"{error.diag.message_primary}; grant it the privilege, or set "
-                    "TAXI_PG_SCHEMA / PGUSER to a schema / user that has it"
-                ) from None
+            except psycopg.Error as error:
+                raise self._translated(error, load) from None
+
+    def _check_schema_name(self) -> None:
+        """A name dbt cannot quote (it writes `"{name}"`, unescaped): a setting to fix."""
+        try:
+            check_schema_name("TAXI_PG_SCHEMA", self.sql_schema)
+        except ValueError as error:
+            raise WarehouseMisconfigured(str(error)) from None
+
+    def _translated(self, error: psycopg.Error, load: "_PostgresPartitionLoad") -> Exception:
+        """The server's error as this project's, by its SQLSTATE: a `WarehouseError` to retry
+        (a lost connection, a conflict, a busy server), or one line naming what to fix, not
+        retried (`WarehouseMisconfigured`; `SourceError` for a value of the file)."""
+        state = error.sqlstate or ""
+        reason = (error.diag.message_primary or str(error) or type(error).__name__).splitlines()
+        reason = reason[0] if reason else type(error).__name__
+        table = f"{self.sql_schema}.{load.schema.table}"
+        if isinstance(error, psycopg.errors.InsufficientPrivilege):
+            return WarehouseMisconfigured(
+                f"PostgreSQL user {self.user!r} may not do this in schema "
+                f"{self.sql_schema!r} of database {self.database!r}: {reason}; grant it the "
+                "privilege, or set TAXI_PG_SCHEMA / PGUSER to a schema / user that has it"
+            )
+        what = f"{load.partition.filename} into {table}: {reason} (SQLSTATE {state or 'none'})"
+        if is_transient(state):
+            return WarehouseError(f"PostgreSQL failed loading {what}; retried")
+        if state.startswith("22"):
+            return SourceError(f"{load.partition.filename}: PostgreSQL refuses a value: {reason}")
+        fix = next((fix for prefix, fix in _FIXES if state.startswith(prefix)), _OTHER_FIX)
+        return WarehouseMisconfigured(f"PostgreSQL refused loading {what}; {fix}")
 
     def qualified_table(self, table: str) -> str:
         return f"{self.database}.{self.sql_schema}.{table}"
@@ -169,6 +195,32 @@ _SETTING_TO_FIX = {
     re.compile(r'database "[^"]*" does not exist'): "PGDATABASE",
     re.compile(r"no pg_hba\.conf entry"): "PGUSER, PGDATABASE and the server's pg_hba.conf",
 }
+
+
+# SQLSTATEs (or their classes) a retry may cure: a lost or refused connection (08, and errors
+# without a SQLSTATE: the connection broke), a conflict with another transaction (40001, 40P01),
+# too many connections (53300), a lock wait given up (55P03), a server shutting down or
+# restarting, a cancelled statement (57), an I/O error (58).
+_TRANSIENT = ("08", "40", "53300", "55P03", "57", "58")
+# What to fix for the states no retry cures, by SQLSTATE or class; first match wins.
+_FIXES = (
+    ("53200", "the server ran out of memory: give it more, or lower its work_mem, "
+     "maintenance_work_mem or max_connections"),
+    ("53100", "the server's disk is full: free space where its data directory lives"),
+    ("53400", "a limit of the server's configuration was reached: raise the one named above in "
+     "postgresql.conf"),
+    ("53", "the server lacks resources (memory, disk): give it more"),
+    ("54", "a limit of PostgreSQL was exceeded: see the reason above"),
+    ("23", "a constraint of the table refuses the rows (a trip table has none): drop it"),
+    ("42", "the table or schema does not have the layout the load expects: drop or fix it"),
+    ("3F", "the schema is gone or unusable: check TAXI_PG_SCHEMA"),
+)  # fmt: skip
+_OTHER_FIX = "not retried: see the reason above"
+
+
+def is_transient(sqlstate: str | None) -> bool:
+    """Whether an error with this SQLSTATE may go away on its own (a retry may cure it)."""
+    return not sqlstate or sqlstate.startswith(_TRANSIENT)
 
 
 def _pin_text_formats(connection: psycopg.Connection) -> None:
@@ -421,6 +473,42 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
                         self._create_main_table(schema)
         if self._missing_newer_columns():
             self._waiting_for_locks(self._add_newer_columns, "adding the newer columns")
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """An existing table of another layout is refused before anything is loaded, in one line
+        naming what differs: a column the load writes is missing, an extra column is NOT NULL
+        without a default (no row would fit), a UNIQUE index (identical trips share an id, in a
+        file or across files)."""
+        table = f"{self.sql_schema}.{self.schema.table}"
+        columns = self.execute(
+            "SELECT attname, attnotnull AND NOT atthasdef AND attgenerated = '' "
+            "FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+            "AND NOT attisdropped",
+            [self.main],
+        )
+        expected = ["unique_row_id", "filename"]
+        expected += [c.name.lower() for c in self.schema.table_columns]
+        found = {name for name, _ in columns}
+        problems = [f"column {name} missing" for name in expected if name not in found]
+        problems += [
+            f"extra column {name} is NOT NULL without a default"
+            for name, required in columns
+            if required and name not in expected
+        ]
+        problems += [
+            f"UNIQUE index {name} {definition.partition(' USING ')[2].partition(' ')[2]}"
+            for name, definition in self.execute(
+                "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+                "WHERE indrelid = to_regclass(%s) AND indisunique",
+                [self.main],
+            )
+        ]
+        if problems:
+            raise WarehouseMisconfigured(
+                f"table {table}: {'; '.join(problems)}: not the trip table's layout; drop the "
+                "table (it is created again) or fix it"
+            )
 
     def _missing_newer_columns(self) -> list[Column]:
         found = {
