@@ -123,7 +123,7 @@ def _env(settings: Settings, name: str, default: object, as_int: bool = False) -
 
 
 def postgres_resource(settings: Settings) -> TaxiWarehouse:
-    from taxi_assets.warehouses.postgres import PostgresWarehouse
+    from taxi_assets.warehouses.postgres import DEAD_CONNECTION_SECONDS, PostgresWarehouse
 
     return PostgresWarehouse(
         host=_env(settings, "PGHOST", "localhost"),
@@ -132,6 +132,9 @@ def postgres_resource(settings: Settings) -> TaxiWarehouse:
         password=_env(settings, "PGPASSWORD", None),
         database=_env(settings, "PGDATABASE", "postgres"),
         sql_schema=_env(settings, "TAXI_PG_SCHEMA", "public"),
+        dead_connection_seconds=_env(
+            settings, "TAXI_PG_DEAD_CONNECTION_SECONDS", DEAD_CONNECTION_SECONDS, as_int=True
+        ),
     )
 
 

@@ -26,6 +26,7 @@ VARIABLES = (
     "TAXI_WAREHOUSE",
     "TAXI_DUCKDB_PATH", "TAXI_DUCKDB_SCHEMA",
     "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "TAXI_PG_SCHEMA",
+    "TAXI_PG_DEAD_CONNECTION_SECONDS",
     "GCP_PROJECT_ID", "GCP_LOCATION", "GCP_DATASET", "GCP_BUCKET_NAME", "GCP_CREDENTIALS_JSON",
     "BIGQUERY_API_ENDPOINT",
     "TAXI_SOURCE_URL", "TAXI_TLC_URL", "TAXI_SOURCE_KIND", "TAXI_DOWNLOAD_MIN_RATE",
@@ -93,6 +94,11 @@ class Settings:
         except ValueError:
             raise ValueError(f"TAXI_RETRY_DELAY_SECONDS={delay!r}: a number of seconds") from None
         check_schema_name("TAXI_PG_SCHEMA", values.get("TAXI_PG_SCHEMA", ""))
+        dead = values.get("TAXI_PG_DEAD_CONNECTION_SECONDS", "60")
+        if not dead.strip().isdigit() or int(dead) < 1:
+            raise ValueError(
+                f"TAXI_PG_DEAD_CONNECTION_SECONDS={dead!r}: a whole number of seconds, at least 1"
+            )
         return cls(
             warehouse=values.get("TAXI_WAREHOUSE", "duckdb").strip().lower() or "duckdb",
             retry_delay_seconds=retry_delay_seconds,

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -63,6 +64,9 @@ SWAP_DEADLINE_SECONDS = 600.0
 PARTITION_WAIT_SECONDS = 3600.0
 PARTITION_WAIT_LOG_SECONDS = 10.0
 EDGES_INDEX = "_month_edges_idx"
+# A connection silent this long (a frozen network or a dead host: no FIN, no RST) counts as dead
+# on both ends (TAXI_PG_DEAD_CONNECTION_SECONDS): see `DeadConnectionLimits`.
+DEAD_CONNECTION_SECONDS = 60
 # Sessions that write a staged table side by side: PostgreSQL inserts row by row, one core per
 # session, and a load is otherwise bound to one core.
 STAGING_WRITERS = 2
@@ -84,6 +88,15 @@ class PostgresWarehouse(TaxiWarehouse):
     sql_schema: str = Field(
         default="public", description="Schema of the trip tables (TAXI_PG_SCHEMA)."
     )
+    dead_connection_seconds: int = Field(
+        default=DEAD_CONNECTION_SECONDS,
+        ge=1,
+        description=(
+            "Seconds after which a silent connection counts as dead on both ends: the load "
+            "gives up, the server ends the session and releases its locks "
+            "(TAXI_PG_DEAD_CONNECTION_SECONDS)."
+        ),
+    )
 
     @property
     def kind(self) -> str:
@@ -91,7 +104,9 @@ class PostgresWarehouse(TaxiWarehouse):
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        """An autocommit connection; callers open explicit transactions."""
+        """An autocommit connection; callers open explicit transactions. A connection that goes
+        silent counts as dead after `dead_connection_seconds`, on both ends."""
+        limits = DeadConnectionLimits(self.dead_connection_seconds)
         try:
             connection = psycopg.connect(
                 host=self.host,
@@ -102,6 +117,7 @@ class PostgresWarehouse(TaxiWarehouse):
                 autocommit=True,
                 connect_timeout=10,
                 application_name="taxi_assets",
+                **limits.client_parameters(),
             )
         except psycopg.OperationalError as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else "no reason given"
@@ -114,6 +130,7 @@ class PostgresWarehouse(TaxiWarehouse):
                 raise WarehouseMisconfigured(f"{where}; check {fix}") from None
             raise WarehouseError(where) from None
         with connection:
+            limits.apply_to_session(connection)
             yield connection
 
     @contextmanager
@@ -216,6 +233,66 @@ _FIXES = (
     ("3F", "the schema is gone or unusable: check TAXI_PG_SCHEMA"),
 )  # fmt: skip
 _OTHER_FIX = "not retried: see the reason above"
+
+
+@dataclass(frozen=True)
+class DeadConnectionLimits:
+    """What makes both ends of a connection give it up once it has been silent `seconds` (a
+    frozen network or a dead host sends no FIN or RST), measured (README "Dead connections"):
+
+    - the client: `tcp_user_timeout` ends a connection whose sent data stays unacknowledged (a
+      COPY writing, a statement waiting for its answer: keepalives are not sent while data is
+      in flight); keepalives end an idle one;
+    - the server (the session's settings): keepalives end an idle session, or one waiting in a
+      COPY for data, releasing its locks (the month's advisory lock of a killed client);
+      `tcp_user_timeout` one whose answer stays unacknowledged; `client_connection_check_interval`
+      (PostgreSQL 14+) stops a running statement of a dead client;
+      `idle_in_transaction_session_timeout` ends a session left idle in a transaction by a client
+      that hangs (a stopped process: its kernel still answers keepalives).
+
+    Keepalives: the first probe after `idle` silent seconds, then `count` probes `interval` apart:
+    `seconds` in all."""
+
+    seconds: int
+    count: int = 3
+
+    @property
+    def interval(self) -> int:
+        return max(1, self.seconds // (2 * self.count))
+
+    @property
+    def idle(self) -> int:
+        return max(1, self.seconds - self.interval * self.count)
+
+    def client_parameters(self) -> dict[str, int]:
+        """libpq's connection parameters."""
+        return {
+            "keepalives": 1,
+            "keepalives_idle": self.idle,
+            "keepalives_interval": self.interval,
+            "keepalives_count": self.count,
+            "tcp_user_timeout": self.seconds * 1000,
+        }
+
+    def session_settings(self, server_version: int) -> dict[str, str]:
+        """The server session's settings (PostgreSQL 12+), in its units (s, ms)."""
+        settings = {
+            "tcp_keepalives_idle": str(self.idle),
+            "tcp_keepalives_interval": str(self.interval),
+            "tcp_keepalives_count": str(self.count),
+            "tcp_user_timeout": str(self.seconds * 1000),
+            "idle_in_transaction_session_timeout": str(self.seconds * 1000),
+        }
+        if server_version >= 140000:
+            settings["client_connection_check_interval"] = str(self.interval * 1000)
+        return settings
+
+    def apply_to_session(self, connection: psycopg.Connection) -> None:
+        settings = self.session_settings(connection.info.server_version)
+        connection.execute(
+            "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
+            [value for pair in settings.items() for value in pair],
+        )
 
 
 def is_transient(sqlstate: str | None) -> bool:
