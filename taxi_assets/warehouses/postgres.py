@@ -162,8 +162,8 @@ class PostgresWarehouse(TaxiWarehouse):
         (a lost connection, a conflict, a busy server), or one line naming what to fix, not
         retried (`WarehouseMisconfigured`; `SourceError` for a value of the file)."""
         state = error.sqlstate or ""
-        reason = (error.diag.message_primary or str(error) or type(error).__name__).splitlines()
-        reason = reason[0] if reason else type(error).__name__
+        text = (error.diag.message_primary or str(error)).strip()
+        reason = text.splitlines()[0] if text else type(error).__name__
         table = f"{self.sql_schema}.{load.schema.table}"
         if isinstance(error, psycopg.errors.InsufficientPrivilege):
             return WarehouseMisconfigured(
