@@ -30,10 +30,8 @@ def postgres_bin() -> Path | None:
     return found[-1].parent if found else None
 
 
-def missing_tools() -> str | None:
-    """Why the frozen network cannot be built here, or None."""
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, tc)"
+def missing_tool() -> str | None:
+    """The tool this machine lacks to build the frozen network, or None."""
     for tool in ("ip", "tc", "runuser"):
         if shutil.which(tool) is None:
             return f"needs `{tool}`"
@@ -42,8 +40,15 @@ def missing_tools() -> str | None:
     return None
 
 
+def cannot_run() -> str | None:
+    """Why the frozen network cannot be built here, or None."""
+    return missing_tool() or (None if os.geteuid() == 0 else "needs root (namespaces, tc)")
+
+
 def _run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"`{' '.join(command)}` failed: {done.stderr.strip()}")
 
 
 class FrozenNetwork:
