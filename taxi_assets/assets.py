@@ -64,6 +64,10 @@ class LoadConfig(dg.Config):
     )
 
 
+# The load step's retries: Dagster's retry policy is the one retry layer of a load (no HTTP
+# retries under it), so the worst case is bounded (README "Retries").
+MAX_RETRIES = 3
+
 # A file with fewer rows than this share of the month's last load is taken for a bad copy.
 SHRINK_LIMIT = 0.5
 
@@ -153,7 +157,7 @@ def build_load_taxi_trips(settings: Settings) -> dg.AssetsDefinition:
         # Transient trouble (a dropped connection, a timeout) is retried; dg.Failure raised with
         # allow_retries=False (a 404, a bad header, a malformed row) is not.
         retry_policy=dg.RetryPolicy(
-            max_retries=3,
+            max_retries=MAX_RETRIES,
             delay=settings.retry_delay_seconds,
             backoff=dg.Backoff.EXPONENTIAL,
             jitter=dg.Jitter.PLUS_MINUS,

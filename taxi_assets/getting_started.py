@@ -29,6 +29,8 @@ GROUP = "getting_started"
 DEFAULT_PRODUCTS_URL = "https://dummyjson.com/products"
 SCHEMA = "getting_started"
 MISSING = "N/A"
+# The group has no retry policy: the HTTP client's retries are its one retry layer.
+HTTP_RETRIES = 3
 
 
 class ProductsSource(dg.ConfigurableResource):
@@ -43,7 +45,12 @@ class ProductsSource(dg.ConfigurableResource):
     def products(self) -> list[dict[str, Any]]:
         """The `products` list of the JSON at `url`."""
         with tempfile.TemporaryDirectory(prefix="taxi_assets-products-") as directory:
-            fetched = fetch(self.url, Path(directory), timeout_seconds=self.timeout_seconds)
+            fetched = fetch(
+                self.url,
+                Path(directory),
+                timeout_seconds=self.timeout_seconds,
+                retries=HTTP_RETRIES,
+            )
             text = fetched.path.read_bytes()
         try:
             document = json.loads(text)

@@ -49,8 +49,13 @@ class TaxiSource(dg.ConfigurableResource):
             f"{LAST_RELEASE_MONTH}, the TLC's after it), release or tlc for every month."
         ),
     )
-    timeout_seconds: float = Field(default=60.0, description="Read timeout per request.")
-    retries: int = Field(default=3, description="Retries of a failed request, with backoff.")
+    timeout_seconds: float = Field(
+        default=60.0,
+        description=(
+            "Read timeout per request: the longest wait for a byte. No HTTP retries here: the "
+            "load step's retry policy is the one retry layer."
+        ),
+    )
     min_bytes_per_second: int = Field(
         default=16 * 1024,
         description=(
@@ -87,7 +92,6 @@ class TaxiSource(dg.ConfigurableResource):
             self.url(partition),
             download_dir,
             timeout_seconds=self.timeout_seconds,
-            retries=self.retries,
             transfer=transfer,
             min_rate=MinimumRate(bytes_per_second=self.min_bytes_per_second),
         )
@@ -119,7 +123,7 @@ def _env(settings: Settings, name: str, default: object, as_int: bool = False) -
 
 
 def postgres_resource(settings: Settings) -> TaxiWarehouse:
-    from taxi_assets.warehouses.postgres import PostgresWarehouse
+    from taxi_assets.warehouses.postgres import DEAD_CONNECTION_SECONDS, PostgresWarehouse
 
     return PostgresWarehouse(
         host=_env(settings, "PGHOST", "localhost"),
@@ -128,6 +132,9 @@ def postgres_resource(settings: Settings) -> TaxiWarehouse:
         password=_env(settings, "PGPASSWORD", None),
         database=_env(settings, "PGDATABASE", "postgres"),
         sql_schema=_env(settings, "TAXI_PG_SCHEMA", "public"),
+        dead_connection_seconds=_env(
+            settings, "TAXI_PG_DEAD_CONNECTION_SECONDS", DEAD_CONNECTION_SECONDS, as_int=True
+        ),
     )
 
 

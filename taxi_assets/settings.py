@@ -26,12 +26,22 @@ VARIABLES = (
     "TAXI_WAREHOUSE",
     "TAXI_DUCKDB_PATH", "TAXI_DUCKDB_SCHEMA",
     "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "TAXI_PG_SCHEMA",
+    "TAXI_PG_DEAD_CONNECTION_SECONDS",
     "GCP_PROJECT_ID", "GCP_LOCATION", "GCP_DATASET", "GCP_BUCKET_NAME", "GCP_CREDENTIALS_JSON",
     "BIGQUERY_API_ENDPOINT",
     "TAXI_SOURCE_URL", "TAXI_TLC_URL", "TAXI_SOURCE_KIND", "TAXI_DOWNLOAD_MIN_RATE",
     "TAXI_SCHEDULE_TIMEZONE", "TAXI_SCHEDULE_MONTH", "TAXI_RETRY_DELAY_SECONDS",
     "PRODUCTS_URL",
 )  # fmt: skip
+
+
+def check_schema_name(variable: str, name: str) -> None:
+    """A schema name every tool can quote: dbt writes `"{name}"` without doubling a `"` in it
+    (the loads would work, the models would not)."""
+    if '"' in name:
+        raise ValueError(
+            f"{variable}={name!r}: a schema name without double quotes (dbt cannot quote one)"
+        )
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,12 @@ class Settings:
             retry_delay_seconds = float(delay)
         except ValueError:
             raise ValueError(f"TAXI_RETRY_DELAY_SECONDS={delay!r}: a number of seconds") from None
+        check_schema_name("TAXI_PG_SCHEMA", values.get("TAXI_PG_SCHEMA", ""))
+        dead = values.get("TAXI_PG_DEAD_CONNECTION_SECONDS", "60")
+        if not dead.strip().isdigit() or int(dead) < 1:
+            raise ValueError(
+                f"TAXI_PG_DEAD_CONNECTION_SECONDS={dead!r}: a whole number of seconds, at least 1"
+            )
         return cls(
             warehouse=values.get("TAXI_WAREHOUSE", "duckdb").strip().lower() or "duckdb",
             retry_delay_seconds=retry_delay_seconds,

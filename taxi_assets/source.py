@@ -91,16 +91,17 @@ def fetch(
     download_dir: Path,
     *,
     timeout_seconds: float = 60.0,
-    retries: int = 3,
+    retries: int = 0,
     transfer: Transfer | None = None,
     min_rate: MinimumRate | None = None,
 ) -> FetchedFile:
     """Make the file at `url` available as a local path.
 
-    HTTP downloads stream into `download_dir` (the caller removes it); connection errors and 5xx
-    answers are retried with exponential backoff by urllib3, and a transfer slower than
-    `min_rate` is given up. Local files are read in place. `transfer` follows the bytes as they
-    come.
+    HTTP downloads stream into `download_dir` (the caller removes it); a transfer slower than
+    `min_rate` is given up. `retries`: how often urllib3 tries a request again (connection errors,
+    5xx answers, with exponential backoff); 0, the default, where a retry policy of Dagster's
+    retries the whole step (the loads: one retry layer, one bounded worst case). Local files are
+    read in place. `transfer` follows the bytes as they come.
     """
     transfer = transfer if transfer is not None else Transfer()
     check_source_url(url)

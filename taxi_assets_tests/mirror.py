@@ -95,4 +95,4 @@ class Mirror:
     def source(self) -> TaxiSource:
         """The release's CSVs and the TLC's Parquet files (flat: `{url}/{file}.parquet`), both
         from this mirror: no test asks the internet."""
-        return TaxiSource(base_url=self.url, tlc_url=self.url, retries=1, timeout_seconds=10)
+        return TaxiSource(base_url=self.url, tlc_url=self.url, timeout_seconds=10)

@@ -1,12 +1,17 @@
 """Transient failures are retried by the step's retry policy; permanent ones are not."""
 
 import gzip
+import threading
+import time
 
 import dagster as dg
+import pytest
 
+from taxi_assets.assets import MAX_RETRIES
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource
 from taxi_assets.trip_schema import GREEN
+from taxi_assets_testkit.local_servers import QuietHandler, serve_directory
 from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import failure_message, rows_per_file
 from taxi_assets_tests.runs import materialize_load
@@ -64,3 +69,66 @@ def test_a_host_that_does_not_resolve_fails_at_once_in_one_line(warehouse):
     assert "TAXI_SOURCE_URL can name a local mirror" in message
     assert "\n" not in message.strip()
     assert _retries(result) == 0
+
+
+class _CountingHandler(QuietHandler):
+    """Counts the requests it gets (a fresh subclass per server: `served(...)`)."""
+
+    requests = 0
+
+    def do_GET(self) -> None:
+        type(self).requests += 1
+        self.answer()
+
+    def answer(self) -> None:
+        raise NotImplementedError
+
+
+class _NeverAnswers(_CountingHandler):
+    """Accepts the request and sends nothing until the test ends."""
+
+    released = threading.Event()
+
+    def answer(self) -> None:
+        self.released.wait(60)
+        self.close_connection = True
+
+
+class _Always503(_CountingHandler):
+    def answer(self) -> None:
+        self.send_error(503)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`served(handler)`: a real HTTP server with a fresh subclass of `handler`, and the class."""
+    servers = []
+
+    def _serve(handler: type[_CountingHandler]) -> tuple[str, type[_CountingHandler]]:
+        fresh = type(handler.__name__, (handler,), {"requests": 0, "released": threading.Event()})
+        server, url = serve_directory(tmp_path, fresh)
+        servers.append((server, fresh))
+        return url, fresh
+
+    yield _serve
+    for server, handler in servers:
+        handler.released.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("handler", [_NeverAnswers, _Always503])
+def test_a_server_that_never_answers_fails_after_one_attempt_per_try(served, warehouse, handler):
+    """One retry layer (the step's policy, README "Retries"): the server sees exactly
+    1 + max_retries requests, and the run ends in about that many read timeouts."""
+    url, counting = served(handler)
+    source = TaxiSource(base_url=url, timeout_seconds=0.5)
+    started = time.monotonic()
+
+    result = materialize_load("2019-01|green", source, warehouse, raise_on_error=False)
+
+    assert not result.success
+    assert _retries(result) == MAX_RETRIES
+    assert counting.requests == 1 + MAX_RETRIES
+    # 4 read timeouts of 0.5 s and delays of 0.2 ± 0.2, 0.6 ± 0.2, 1.4 ± 0.2 s.
+    assert time.monotonic() - started < 4 * 0.5 + 2.8 + 10

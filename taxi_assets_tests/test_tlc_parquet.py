@@ -72,7 +72,7 @@ def write_parquet(
 
 def tlc_source(mirror, **kwargs) -> TaxiSource:
     """The mirror serves the TLC's flat layout too: `{url}/{taxi}_tripdata_{YYYY-MM}.parquet`."""
-    return TaxiSource(base_url=mirror.url, tlc_url=mirror.url, retries=1, **kwargs)
+    return TaxiSource(base_url=mirror.url, tlc_url=mirror.url, **kwargs)
 
 
 def load(source: TaxiSource, warehouse, partition: TaxiPartition) -> dg.ExecuteInProcessResult:

@@ -29,7 +29,8 @@ class WarehouseError(Exception):
 
 
 class WarehouseMisconfigured(WarehouseError):
-    """A setting or credential is missing: retrying will not help."""
+    """Something to fix outside the file (a setting, a credential, a privilege, a table's
+    layout, the server's resources): retrying will not help. The message says what."""
 
 
 def scratch_table(qualified_name: str) -> str:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -33,6 +34,7 @@ from psycopg import sql
 from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.settings import check_schema_name
 from taxi_assets.source import SourceError, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
@@ -62,6 +64,9 @@ SWAP_DEADLINE_SECONDS = 600.0
 PARTITION_WAIT_SECONDS = 3600.0
 PARTITION_WAIT_LOG_SECONDS = 10.0
 EDGES_INDEX = "_month_edges_idx"
+# A connection silent this long (a frozen network or a dead host: no FIN, no RST) counts as dead
+# on both ends (TAXI_PG_DEAD_CONNECTION_SECONDS): see `DeadConnectionLimits`.
+DEAD_CONNECTION_SECONDS = 60
 # Sessions that write a staged table side by side: PostgreSQL inserts row by row, one core per
 # session, and a load is otherwise bound to one core.
 STAGING_WRITERS = 2
@@ -83,6 +88,15 @@ class PostgresWarehouse(TaxiWarehouse):
     sql_schema: str = Field(
         default="public", description="Schema of the trip tables (TAXI_PG_SCHEMA)."
     )
+    dead_connection_seconds: int = Field(
+        default=DEAD_CONNECTION_SECONDS,
+        ge=1,
+        description=(
+            "Seconds after which a silent connection counts as dead on both ends: the load "
+            "gives up, the server ends the session and releases its locks "
+            "(TAXI_PG_DEAD_CONNECTION_SECONDS)."
+        ),
+    )
 
     @property
     def kind(self) -> str:
@@ -90,7 +104,9 @@ class PostgresWarehouse(TaxiWarehouse):
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        """An autocommit connection; callers open explicit transactions."""
+        """An autocommit connection; callers open explicit transactions. A connection that goes
+        silent counts as dead after `dead_connection_seconds`, on both ends."""
+        limits = DeadConnectionLimits(self.dead_connection_seconds)
         try:
             connection = psycopg.connect(
                 host=self.host,
@@ -101,6 +117,7 @@ class PostgresWarehouse(TaxiWarehouse):
                 autocommit=True,
                 connect_timeout=10,
                 application_name="taxi_assets",
+                **limits.client_parameters(),
             )
         except psycopg.OperationalError as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else "no reason given"
@@ -113,12 +130,14 @@ class PostgresWarehouse(TaxiWarehouse):
                 raise WarehouseMisconfigured(f"{where}; check {fix}") from None
             raise WarehouseError(where) from None
         with connection:
+            limits.apply_to_session(connection)
             yield connection
 
     @contextmanager
     def open_partition(
         self, schema: TripSchema, partition: TaxiPartition
     ) -> Iterator[PartitionLoad]:
+        self._check_schema_name()
         with self.connect() as connection:
             _pin_text_formats(connection)
             load = _PostgresPartitionLoad(
@@ -128,13 +147,37 @@ class PostgresWarehouse(TaxiWarehouse):
                 with load.locked():
                     load.ensure_tables()
                     yield load
-            except psycopg.errors.InsufficientPrivilege as error:
-                raise WarehouseMisconfigured(
-                    f"PostgreSQL user {self.user!r} may not do this in schema "
-                    f"{self.sql_schema!r} of database {self.database!r}: "
-                    f"{error.diag.message_primary}; grant it the privilege, or set "
-                    "TAXI_PG_SCHEMA / PGUSER to a schema / user that has it"
-                ) from None
+            except psycopg.Error as error:
+                raise self._translated(error, load) from None
+
+    def _check_schema_name(self) -> None:
+        """A name dbt cannot quote (it writes `"{name}"`, unescaped): a setting to fix."""
+        try:
+            check_schema_name("TAXI_PG_SCHEMA", self.sql_schema)
+        except ValueError as error:
+            raise WarehouseMisconfigured(str(error)) from None
+
+    def _translated(self, error: psycopg.Error, load: "_PostgresPartitionLoad") -> Exception:
+        """The server's error as this project's, by its SQLSTATE: a `WarehouseError` to retry
+        (a lost connection, a conflict, a busy server), or one line naming what to fix, not
+        retried (`WarehouseMisconfigured`; `SourceError` for a value of the file)."""
+        state = error.sqlstate or ""
+        text = (error.diag.message_primary or str(error)).strip()
+        reason = text.splitlines()[0] if text else type(error).__name__
+        table = f"{self.sql_schema}.{load.schema.table}"
+        if isinstance(error, psycopg.errors.InsufficientPrivilege):
+            return WarehouseMisconfigured(
+                f"PostgreSQL user {self.user!r} may not do this in schema "
+                f"{self.sql_schema!r} of database {self.database!r}: {reason}; grant it the "
+                "privilege, or set TAXI_PG_SCHEMA / PGUSER to a schema / user that has it"
+            )
+        what = f"{load.partition.filename} into {table}: {reason} (SQLSTATE {state or 'none'})"
+        if is_transient(state):
+            return WarehouseError(f"PostgreSQL failed loading {what}; retried")
+        if state.startswith("22"):
+            return SourceError(f"{load.partition.filename}: PostgreSQL refuses a value: {reason}")
+        fix = next((fix for prefix, fix in _FIXES if state.startswith(prefix)), _OTHER_FIX)
+        return WarehouseMisconfigured(f"PostgreSQL refused loading {what}; {fix}")
 
     def qualified_table(self, table: str) -> str:
         return f"{self.database}.{self.sql_schema}.{table}"
@@ -169,6 +212,92 @@ _SETTING_TO_FIX = {
     re.compile(r'database "[^"]*" does not exist'): "PGDATABASE",
     re.compile(r"no pg_hba\.conf entry"): "PGUSER, PGDATABASE and the server's pg_hba.conf",
 }
+
+
+# SQLSTATEs (or their classes) a retry may cure: a lost or refused connection (08, and errors
+# without a SQLSTATE: the connection broke), a conflict with another transaction (40001, 40P01),
+# too many connections (53300), a lock wait given up (55P03), a server shutting down or
+# restarting, a cancelled statement (57), an I/O error (58).
+_TRANSIENT = ("08", "40", "53300", "55P03", "57", "58")
+# What to fix for the states no retry cures, by SQLSTATE or class; first match wins.
+_FIXES = (
+    ("53200", "the server ran out of memory: give it more, or lower its work_mem, "
+     "maintenance_work_mem or max_connections"),
+    ("53100", "the server's disk is full: free space where its data directory lives"),
+    ("53400", "a limit of the server's configuration was reached: raise the one named above in "
+     "postgresql.conf"),
+    ("53", "the server lacks resources (memory, disk): give it more"),
+    ("54", "a limit of PostgreSQL was exceeded: see the reason above"),
+    ("23", "a constraint of the table refuses the rows (a trip table has none): drop it"),
+    ("42", "the table or schema does not have the layout the load expects: drop or fix it"),
+    ("3F", "the schema is gone or unusable: check TAXI_PG_SCHEMA"),
+)  # fmt: skip
+_OTHER_FIX = "not retried: see the reason above"
+
+
+@dataclass(frozen=True)
+class DeadConnectionLimits:
+    """What makes both ends of a connection give it up once it has been silent `seconds` (a
+    frozen network or a dead host sends no FIN or RST), measured (README "Dead connections"):
+
+    - the client: `tcp_user_timeout` ends a connection whose sent data stays unacknowledged (a
+      COPY writing, a statement waiting for its answer: keepalives are not sent while data is
+      in flight); keepalives end an idle one;
+    - the server (the session's settings): keepalives end an idle session, or one waiting in a
+      COPY for data, releasing its locks (the month's advisory lock of a killed client);
+      `tcp_user_timeout` one whose answer stays unacknowledged; `client_connection_check_interval`
+      (PostgreSQL 14+) stops a running statement of a dead client;
+      `idle_in_transaction_session_timeout` ends a session left idle in a transaction by a client
+      that hangs (a stopped process: its kernel still answers keepalives).
+
+    Keepalives: the first probe after `idle` silent seconds, then `count` probes `interval` apart:
+    `seconds` in all."""
+
+    seconds: int
+    count: int = 3
+
+    @property
+    def interval(self) -> int:
+        return max(1, self.seconds // (2 * self.count))
+
+    @property
+    def idle(self) -> int:
+        return max(1, self.seconds - self.interval * self.count)
+
+    def client_parameters(self) -> dict[str, int]:
+        """libpq's connection parameters."""
+        return {
+            "keepalives": 1,
+            "keepalives_idle": self.idle,
+            "keepalives_interval": self.interval,
+            "keepalives_count": self.count,
+            "tcp_user_timeout": self.seconds * 1000,
+        }
+
+    def session_settings(self, server_version: int) -> dict[str, str]:
+        """The server session's settings (PostgreSQL 12+), in its units (s, ms)."""
+        settings = {
+            "tcp_keepalives_idle": str(self.idle),
+            "tcp_keepalives_interval": str(self.interval),
+            "tcp_keepalives_count": str(self.count),
+            "tcp_user_timeout": str(self.seconds * 1000),
+            "idle_in_transaction_session_timeout": str(self.seconds * 1000),
+        }
+        if server_version >= 140000:
+            settings["client_connection_check_interval"] = str(self.interval * 1000)
+        return settings
+
+    def apply_to_session(self, connection: psycopg.Connection) -> None:
+        settings = self.session_settings(connection.info.server_version)
+        connection.execute(
+            "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
+            [value for pair in settings.items() for value in pair],
+        )
+
+
+def is_transient(sqlstate: str | None) -> bool:
+    """Whether an error with this SQLSTATE may go away on its own (a retry may cure it)."""
+    return not sqlstate or sqlstate.startswith(_TRANSIENT)
 
 
 def _pin_text_formats(connection: psycopg.Connection) -> None:
@@ -421,6 +550,42 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
                         self._create_main_table(schema)
         if self._missing_newer_columns():
             self._waiting_for_locks(self._add_newer_columns, "adding the newer columns")
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """An existing table of another layout is refused before anything is loaded, in one line
+        naming what differs: a column the load writes is missing, an extra column is NOT NULL
+        without a default (no row would fit), a UNIQUE index (identical trips share an id, in a
+        file or across files)."""
+        table = f"{self.sql_schema}.{self.schema.table}"
+        columns = self.execute(
+            "SELECT attname, attnotnull AND NOT atthasdef AND attgenerated = '' "
+            "FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+            "AND NOT attisdropped",
+            [self.main],
+        )
+        expected = ["unique_row_id", "filename"]
+        expected += [c.name.lower() for c in self.schema.table_columns]
+        found = {name for name, _ in columns}
+        problems = [f"column {name} missing" for name in expected if name not in found]
+        problems += [
+            f"extra column {name} is NOT NULL without a default"
+            for name, required in columns
+            if required and name not in expected
+        ]
+        problems += [
+            f"UNIQUE index {name} {definition.partition(' USING ')[2].partition(' ')[2]}"
+            for name, definition in self.execute(
+                "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+                "WHERE indrelid = to_regclass(%s) AND indisunique",
+                [self.main],
+            )
+        ]
+        if problems:
+            raise WarehouseMisconfigured(
+                f"table {table}: {'; '.join(problems)}: not the trip table's layout; drop the "
+                "table (it is created again) or fix it"
+            )
 
     def _missing_newer_columns(self) -> list[Column]:
         found = {
