@@ -188,7 +188,9 @@ def load_partition(
                     path = source.as_release_csv(fetched, partition, Path(download_dir))
             else:
                 path = fetched.path
-            csv = stack.enter_context(TripCsv(path, schema, source.file_name(partition)))
+            csv = stack.enter_context(
+                TripCsv(path, schema, source.file_name(partition), source.max_rows)
+            )
             load = stack.enter_context(warehouse.open_partition(schema, partition))
             with progress.phase("stage", csv.describe_progress):
                 staged = load.stage(csv)

@@ -16,6 +16,7 @@ from taxi_assets.partitions import LAST_RELEASE_MONTH, TaxiPartition
 from taxi_assets.progress import Transfer
 from taxi_assets.settings import VARIABLES, Settings
 from taxi_assets.source import (
+    DEFAULT_MAX_ROWS,
     DEFAULT_SOURCE_URL,
     DEFAULT_TLC_URL,
     FetchedFile,
@@ -56,6 +57,14 @@ class TaxiSource(dg.ConfigurableResource):
         description=(
             "Bytes per second under which a download is given up, over a minute "
             "(TAXI_DOWNLOAD_MIN_RATE; 0: never)."
+        ),
+    )
+
+    max_rows: int = Field(
+        default=DEFAULT_MAX_ROWS,
+        description=(
+            "A file with more rows than this is refused (TAXI_MAX_ROWS): far beyond any real "
+            "month, the largest of which hold about 8 million."
         ),
     )
 
@@ -100,7 +109,7 @@ class TaxiSource(dg.ConfigurableResource):
 
         out = download_dir / f"converted_{partition.source_filename}"
         return write_release_csv(
-            fetched.path, TRIP_SCHEMAS[partition.taxi], out, partition.tlc_filename
+            fetched.path, TRIP_SCHEMAS[partition.taxi], out, partition.tlc_filename, self.max_rows
         )
 
 
@@ -172,6 +181,7 @@ def source_resource(settings: Settings) -> TaxiSource:
         tlc_url=_env(settings, "TAXI_TLC_URL", DEFAULT_TLC_URL),
         kind=_env(settings, "TAXI_SOURCE_KIND", "auto"),
         min_bytes_per_second=_env(settings, "TAXI_DOWNLOAD_MIN_RATE", 16 * 1024, as_int=True),
+        max_rows=_env(settings, "TAXI_MAX_ROWS", DEFAULT_MAX_ROWS, as_int=True),
     )
 
 

@@ -13,7 +13,7 @@ import re
 import socket
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -32,6 +32,8 @@ DEFAULT_TLC_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 CHUNK_BYTES = 1 << 20
 MAX_HEADER_BYTES = 64 * 1024
 LOOKUP_ATTEMPTS = 3
+# A file with more data lines is refused (TAXI_MAX_ROWS): the largest real months hold about 8M.
+DEFAULT_MAX_ROWS = 15_000_000
 # The largest value of an integer column (PostgreSQL's integer, int4).
 INT4_MAX = 2_147_483_647
 
@@ -256,10 +258,11 @@ class TripCsv:
     lines as the chunks go by; gzip damage anywhere becomes a `SourceError` naming the file.
     """
 
-    def __init__(self, path: Path, schema: TripSchema, name: str):
+    def __init__(self, path: Path, schema: TripSchema, name: str, max_rows: int = DEFAULT_MAX_ROWS):
         self.name = name
         self.path = path
         self.rows = 0
+        self.max_rows = max_rows
         self._counted: concurrent.futures.Future[int] | None = None
         self._size = path.stat().st_size
         self._open()
@@ -315,11 +318,21 @@ class TripCsv:
             pass
         return self.rows
 
-    def count_rows_in_background(self) -> None:
+    def count_rows_in_background(self, on_error: Callable[[], object] | None = None) -> None:
         """Start `count_rows` in a thread, for a loader that reads the file by itself meanwhile
-        (zlib lets go of the GIL). `counted_rows` waits for it."""
+        (zlib lets go of the GIL). `counted_rows` waits for it. `on_error` is called when the
+        count fails (too many lines, a broken gzip stream): it can stop the loader at once."""
+
+        def count() -> int:
+            try:
+                return self.count_rows()
+            except SourceError:
+                if on_error is not None:
+                    on_error()
+                raise
+
         counting = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._counted = counting.submit(self.count_rows)
+        self._counted = counting.submit(count)
         counting.shutdown(wait=False)
 
     def counted_rows(self) -> int:
@@ -350,10 +363,17 @@ class TripCsv:
         last_byte = b"\n"
         while chunk := self._read(CHUNK_BYTES):
             self.rows += chunk.count(b"\n")
+            self._check_size()
             last_byte = chunk[-1:]
             yield chunk
         if last_byte != b"\n":
             self.rows += 1  # a last line without a line ending
+
+    def _check_size(self) -> None:
+        """Refuse a file far beyond any real month (a gzip bomb, a wrong file) while reading,
+        before a warehouse stores it all."""
+        if self.rows > self.max_rows:
+            raise SourceError(too_many_rows(self.name, self.max_rows))
 
     def data_line_chunks(self) -> Iterator[bytes]:
         """The data lines, without the header, in chunks of whole lines (about 1 MiB), for a
@@ -410,6 +430,13 @@ class TripCsv:
             return self._gzip.tell()
         except (OSError, ValueError):
             return 0
+
+
+def too_many_rows(name: str, max_rows: int) -> str:
+    return (
+        f"{name}: more than {max_rows:,} rows, far beyond any real month (the largest hold "
+        "about 8 million): not loaded; TAXI_MAX_ROWS sets the limit"
+    )
 
 
 def _split_header(line: bytes) -> list[str]:

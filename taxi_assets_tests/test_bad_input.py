@@ -167,6 +167,21 @@ def test_fractional_integer_names_line_and_column(mirror, load, db, loaded, valu
     assert f"{FILE} line 3, column passenger_count: {problem[db.warehouse.kind]}" in message
 
 
+def test_a_file_far_beyond_any_month_is_refused_while_read(mirror, db, warehouse, loaded):
+    """TAXI_MAX_ROWS (here 350): a file with more lines stops the load as the count passes it
+    (a 2.9 MB gzip may expand to 10M rows), not retried, the table unchanged."""
+    write_month(mirror.directory, GREEN, JAN, 5_000)
+
+    result = materialize_load(JAN, mirror.source(max_rows=350), warehouse, raise_on_error=False)
+
+    assert not result.success
+    assert fingerprint(db, "green_tripdata") == loaded
+    message = failure_message(result)
+    assert f"{FILE}: more than 350 rows, far beyond any real month" in message
+    assert "TAXI_MAX_ROWS sets the limit" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+
+
 def test_quoted_line_break_is_caught_by_the_row_count(mirror, load, db, loaded):
     lines = _good_lines()
     fields = lines[3].split(",")

@@ -246,7 +246,12 @@ def _reason_before_hints(lines: list[str]) -> str:
 
 
 class _DuckDBPartitionLoad(SqlPartitionLoad):
-    conversion_errors = (duckdb.ConversionException, duckdb.InvalidInputException)
+    # (An interrupt: the line count failed meanwhile, and says why in `explain_error`.)
+    conversion_errors = (
+        duckdb.ConversionException,
+        duckdb.InvalidInputException,
+        duckdb.InterruptException,
+    )
 
     def __init__(
         self,
@@ -334,7 +339,8 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         """A view over DuckDB's reader of the gzip file: the staging table is built straight from
         the file, in one pass. Python counts the file's lines meanwhile (and proves the gzip
         stream whole)."""
-        csv.count_rows_in_background()
+        # A count that fails (too many lines, a broken gzip) stops the reader at once.
+        csv.count_rows_in_background(on_error=self.connection.interrupt)
         types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.file_columns)
         self.connection.execute(
             f"CREATE TEMP VIEW {quote(self.source_name)} AS SELECT * FROM read_csv("
