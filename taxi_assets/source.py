@@ -335,6 +335,12 @@ class TripCsv:
         self._counted = counting.submit(count)
         counting.shutdown(wait=False)
 
+    def raise_if_count_failed(self) -> None:
+        """The background count's error, if it has already failed (a loader about to start
+        reading: an interrupt meant for it finds nothing running to stop)."""
+        if self._counted is not None and self._counted.done():
+            self._counted.result()
+
     def counted_rows(self) -> int:
         """The data lines, once counted; the count's own error (a truncated gzip, say) if any."""
         if self._counted is not None:

@@ -264,6 +264,7 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         self.connection = connection
         # Whether the load's transaction is open: the file's rows replaced, not yet committed.
         self._replacing = False
+        self._csv: TripCsv | None = None  # the file its reader reads (`copy_source`)
         self._replaced_rows = 0
 
     def quote(self, identifier: str) -> str:
@@ -294,6 +295,8 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         """Replace the file's rows in the main table, in a transaction the merge commits."""
         filename = self.partition.filename
         columns = f"unique_row_id, filename, {self.table_column_list()}"
+        if self._csv is not None:
+            self._csv.raise_if_count_failed()  # too late to be stopped by its interrupt
         self.connection.execute("BEGIN TRANSACTION")
         self._replacing = True
         try:
@@ -340,6 +343,7 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         the file, in one pass. Python counts the file's lines meanwhile (and proves the gzip
         stream whole)."""
         # A count that fails (too many lines, a broken gzip) stops the reader at once.
+        self._csv = csv
         csv.count_rows_in_background(on_error=self.connection.interrupt)
         types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.file_columns)
         self.connection.execute(
