@@ -271,7 +271,12 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         return quote(identifier)
 
     def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
-        return self.connection.execute(query.replace("%s", "?"), list(params)).fetchall()
+        try:
+            return self.connection.execute(query.replace("%s", "?"), list(params)).fetchall()
+        except duckdb.InterruptException:
+            if self._csv is not None:
+                self._csv.counted_rows()  # the count's error, if the interrupt was its
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -342,9 +347,6 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         """A view over DuckDB's reader of the gzip file: the staging table is built straight from
         the file, in one pass. Python counts the file's lines meanwhile (and proves the gzip
         stream whole)."""
-        # A count that fails (too many lines, a broken gzip) stops the reader at once.
-        self._csv = csv
-        csv.count_rows_in_background(on_error=self.connection.interrupt)
         types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.file_columns)
         self.connection.execute(
             f"CREATE TEMP VIEW {quote(self.source_name)} AS SELECT * FROM read_csv("
@@ -353,6 +355,9 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
             "escape = '\"', nullstr = '', auto_detect = false, "
             "timestampformat = '%Y-%m-%d %H:%M:%S', compression = 'gzip')"
         )
+        # A count that fails (too many lines, a broken gzip) stops the reader at once.
+        self._csv = csv
+        csv.count_rows_in_background(on_error=self.connection.interrupt)
         return None
 
     def drop_source_sql(self) -> str:
