@@ -7,6 +7,7 @@ count of rows in the file is known independently of what the warehouse says it l
 """
 
 import concurrent.futures
+import csv
 import gzip
 import math
 import re
@@ -24,6 +25,13 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Retry
 
 from taxi_assets.progress import Transfer
+from taxi_assets.trip_contract import (
+    MAX_LINE_BYTES,
+    SUSPECT_BYTES,
+    first_break,
+    line_problem,
+    line_too_long,
+)
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, TripSchema
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
@@ -263,6 +271,7 @@ class TripCsv:
         self.path = path
         self.rows = 0
         self.max_rows = max_rows
+        self._partial = b""  # the line in progress, as far as the last chunk had it
         self._counted: concurrent.futures.Future[int] | None = None
         self._size = path.stat().st_size
         self._open()
@@ -355,6 +364,18 @@ class TripCsv:
                 "(quoted line breaks inside a field?)"
             )
 
+    def first_contract_break(self) -> SourceError | None:
+        """The first field outside the contract (`trip_contract.first_break`), with its line:
+        reads the file again (a failure's explanation, nothing else)."""
+        with gzip.open(self.path, "rt", encoding="utf-8", errors="replace", newline="") as text:
+            reader = csv.reader(text)
+            next(reader, None)  # the header
+            found = first_break(self.columns, reader)
+            if found is None:
+                return None
+            _, column, problem = found
+            return SourceError(f"{self.name} line {reader.line_num}, column {column}: {problem}")
+
     def fractional_integer(self, data_line: int, column: str, value: float) -> SourceError:
         """The error for a value of an integer column that is not a whole number, or too big."""
         if math.isfinite(value) and value == math.trunc(value):
@@ -367,13 +388,46 @@ class TripCsv:
         """The file's bytes, header line included, in chunks of about 1 MiB."""
         yield self.header_line
         last_byte = b"\n"
+        self._partial = b""
         while chunk := self._read(CHUNK_BYTES):
+            self._check_chunk(chunk)
             self.rows += chunk.count(b"\n")
             self._check_size()
             last_byte = chunk[-1:]
             yield chunk
         if last_byte != b"\n":
             self.rows += 1  # a last line without a line ending
+
+    def _check_chunk(self, chunk: bytes) -> None:
+        """What of the contract (`trip_contract.py`) the engines would not hold a file to: lines
+        of at most `MAX_LINE_BYTES` (no 3 GiB line in memory), no NUL byte, no hex number. A few
+        byte searches per chunk; a line is parsed only where a suspect byte is."""
+        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+        line_so_far = len(self._partial) + (len(chunk) if first < 0 else first)
+        if line_so_far > MAX_LINE_BYTES:  # lines within a chunk are shorter than one
+            raise SourceError(line_too_long(self.name, self.rows + 2))
+        for suspect in SUSPECT_BYTES:
+            at = chunk.find(suspect)
+            while at >= 0:
+                at = self._check_line_at(chunk, at)
+                at = chunk.find(suspect, at) if at >= 0 else -1
+        if first < 0:
+            self._partial += chunk
+        else:
+            self._partial = chunk[last + 1 :]
+
+    def _check_line_at(self, chunk: bytes, at: int) -> int:
+        """Check the line of the chunk's byte `at`; where the next line starts (-1: none)."""
+        start = chunk.rfind(b"\n", 0, at) + 1
+        end = chunk.find(b"\n", at)
+        line = (self._partial if start == 0 else b"") + chunk[start : end if end >= 0 else None]
+        problem = line_problem(self.columns, line)
+        if problem is not None:
+            column, what = problem
+            line_number = self.rows + chunk.count(b"\n", 0, start) + 2
+            at_column = f", column {column}" if column else ""
+            raise SourceError(f"{self.name} line {line_number}{at_column}: {what}")
+        return end + 1 if end >= 0 else -1
 
     def _check_size(self) -> None:
         """Refuse a file far beyond any real month (a gzip bomb, a wrong file) while reading,

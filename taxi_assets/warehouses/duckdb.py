@@ -26,6 +26,7 @@ from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.trip_contract import TIMESTAMP_PATTERN
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
     MergedPartition,
@@ -48,8 +49,10 @@ TABLE_TYPES = {
     ColumnType.INTEGER: "INTEGER",
     ColumnType.FLOAT: "DOUBLE",
 }
-# What the CSV reader parses into: integers as DOUBLE, so `1.0` loads (then checked and cast).
-CSV_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "DOUBLE"}
+# What the CSV reader parses into: integers as DOUBLE, so `1.0` loads (then checked and cast);
+# timestamps as text, held to the contract's form while staging (DuckDB's strptime takes
+# `2019-1-5` and `infinity`).
+CSV_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "DOUBLE", ColumnType.TIMESTAMP: "VARCHAR"}
 LOCK_TIMEOUT_SECONDS = 3600
 LOCK_LOG_SECONDS = 10.0  # how often a wait for the file says so
 # DuckDB would take up to 80% of the machine's memory; past this it spills to a folder beside the
@@ -206,6 +209,15 @@ def float_text_sql(column: str) -> str:
         f"ELSE postgres_float_text({column}) END"
     )
 
+
+# What the contract asks of a value the reader took (`{column}`: a column of the scratch view).
+_CONTRACT_SQL = {
+    ColumnType.TIMESTAMP: (
+        f"(regexp_full_match({{column}}, '{TIMESTAMP_PATTERN}') "
+        "AND TRY_CAST({column} AS TIMESTAMP) IS NOT NULL)"
+    ),
+    ColumnType.FLOAT: "isfinite({column})",
+}
 
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _CSV_COLUMN = re.compile(r'column "?(\w+)"?')
@@ -369,14 +381,23 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         csv.counted_rows()
         if "CSV Error" in str(error) or isinstance(error, duckdb.InvalidInputException):
             return SourceError(_describe_csv_error(csv.name, error))
-        return super().explain_error(error, csv)
+        return csv.first_contract_break() or super().explain_error(error, csv)
 
     def id_text_sql(self, column: str, type_: ColumnType) -> str:
         if type_ is ColumnType.FLOAT:
             return float_text_sql(column)
-        if type_ is ColumnType.TIMESTAMP:
-            return f"strftime({column}, '%Y-%m-%d %H:%M:%S')"
-        return f"CAST({column} AS VARCHAR)"
+        return f"CAST({column} AS VARCHAR)"  # a timestamp's text: the contract's form
+
+    def contract_value_sql(self, column: str, type_: ColumnType) -> str:
+        """Timestamps of the contract's form only (then cast), finite numbers only; a value
+        outside fails a cast of the text that says so (found again by `explain_error`)."""
+        if type_ is ColumnType.TEXT:
+            return column
+        sql_type = TABLE_TYPES[type_]
+        held = _CONTRACT_SQL[type_].replace("{column}", column)
+        cast = f"CAST({column} AS {sql_type})"
+        refused = f"CAST('outside the contract: ' || CAST({column} AS VARCHAR) AS {sql_type})"
+        return f"CASE WHEN {column} IS NULL OR {held} THEN {cast} ELSE {refused} END"
 
     @property
     def row_order(self) -> str:
