@@ -259,6 +259,13 @@ def _raise_for_status(response: requests.Response, safe_url: str) -> None:
         raise SourceUnavailable(f"the source failed for {safe_url}: HTTP {response.status_code}")
 
 
+# Lines that are no trip, and what to call them.
+_NOT_A_TRIP = {
+    b"": "a blank line",
+    b"\\.": "a line holding only \\. (PostgreSQL's end-of-data marker), not a trip",
+}
+
+
 class TripCsv:
     """A gzipped trip CSV read in chunks, header first, for a bulk loader to stream.
 
@@ -357,12 +364,35 @@ class TripCsv:
         return self.rows
 
     def check_parsed_rows(self, parsed: int) -> None:
-        """The CSV parser must find one row per data line counted here."""
+        """The CSV parser must find one row per data line counted here; where it did not, the
+        line that made the difference is named if it can be found."""
         if parsed != self.counted_rows():
-            raise SourceError(
-                f"{self.name}: {self.rows} data lines but {parsed} CSV rows "
-                "(quoted line breaks inside a field?)"
-            )
+            counts = f"{self.rows} data lines but {parsed} CSV rows"
+            odd = self.first_odd_line()
+            if odd is None:
+                raise SourceError(f"{self.name}: {counts} (quoted line breaks inside a field?)")
+            line, what = odd
+            raise SourceError(f"{self.name} line {line}: {what} ({counts})")
+
+    def first_odd_line(self) -> tuple[int, str] | None:
+        """The first line that is not one trip: (file line, what it is), or None. Reads the
+        file again, a line at a time (at most `MAX_LINE_BYTES` each): a failure's explanation.
+        A blank line (DuckDB skips it), a line of only `\\.` (PostgreSQL's end-of-data marker:
+        COPY stops there), a quoted field that holds a line break or never ends."""
+        opened_at = 0  # the line where a quoted field left open began
+        with gzip.open(self.path, "rb") as lines:
+            lines.readline(MAX_LINE_BYTES)  # the header
+            for number, line in enumerate(iter(lambda: lines.readline(MAX_LINE_BYTES), b""), 2):
+                text = line.rstrip(b"\r\n")
+                if not opened_at and text in _NOT_A_TRIP:
+                    return number, _NOT_A_TRIP[text]
+                if text.count(b'"') % 2:
+                    if opened_at:
+                        return opened_at, f"a quoted field holds a line break (up to line {number})"
+                    opened_at = number
+        if opened_at:
+            return opened_at, "a quoted field begins here and never ends"
+        return None
 
     def first_contract_break(self) -> SourceError | None:
         """The first field outside the contract (`trip_contract.first_break`), with its line:

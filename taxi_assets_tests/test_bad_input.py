@@ -68,7 +68,8 @@ def test_an_unreadable_line_keeps_the_readers_reason(mirror, load, db, loaded, c
     mirror.put_bytes(JAN, gzip.compress(data.encode("utf-8", errors="surrogateescape")))
 
     message = _fails_and_keeps_table(load, db, loaded)
-    assert FILE in message and reasons[db.warehouse.kind] in message
+    # (PostgreSQL finds an unterminated quote at the file's end: the line where it begins)
+    assert f"{FILE} line 4" in message and reasons[db.warehouse.kind] in message
 
 
 def test_cr_only_line_endings_are_named(mirror, load, db, loaded):
@@ -190,7 +191,32 @@ def test_quoted_line_break_is_caught_by_the_row_count(mirror, load, db, loaded):
     write_csv_gz(mirror.path(JAN), iter(lines))
 
     message = _fails_and_keeps_table(load, db, loaded)
-    assert f"{FILE}: 21 data lines but 20 CSV rows" in message
+    assert f"{FILE} line 4: a quoted field holds a line break (up to line 5)" in message
+    assert "(21 data lines but 20 CSV rows)" in message
+
+
+# Lines that are no trip: each named, whatever the warehouse's parser makes of it.
+NOT_A_TRIP = {
+    "blank": ("", {"duckdb": "a blank line", "postgres": "missing data for column"}),
+    "end-of-data-marker": (
+        "\\.",
+        {
+            # COPY stops at the marker: the row count catches it, the line is found
+            "postgres": "a line holding only \\. (PostgreSQL's end-of-data marker)",
+            "duckdb": "Expected Number of Columns: 20 Found: 1",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NOT_A_TRIP, ids=list(NOT_A_TRIP))
+def test_a_line_that_is_no_trip_is_named(mirror, load, db, loaded, case):
+    bad_line, says = NOT_A_TRIP[case]
+    lines = _good_lines()
+    write_csv_gz(mirror.path(JAN), iter([*lines[:6], bad_line, *lines[6:]]))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE} line 7" in message and says[db.warehouse.kind] in message
 
 
 def test_postgres_refusing_connections_gives_a_short_clear_message(mirror):

@@ -299,7 +299,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
             except psycopg.errors.DataError as error:
                 if not self.integers_as_decimals and _decimal_in_integer_column(error):
                     raise _IntegerWrittenAsDecimal from None
-                raise SourceError(_describe_copy_error(csv.name, error)) from None
+                raise SourceError(_copy_error(csv, error)) from None
             return cursor.rowcount
 
     def scratch_types(self) -> dict[ColumnType, str]:
@@ -582,6 +582,17 @@ def _decimal_in_integer_column(error: psycopg.errors.DataError) -> bool:
     message = error.diag.message_primary or ""
     value = message.rpartition(": ")[2]
     return "type integer" in message and bool(_DECIMAL.match(value))
+
+
+def _copy_error(csv: TripCsv, error: psycopg.errors.DataError) -> str:
+    """COPY's error, said as `_describe_copy_error` does; an unterminated quoted field, which
+    COPY finds at the file's end, at the line where it begins."""
+    reason = error.diag.message_primary or ""
+    odd = csv.first_odd_line() if reason.startswith("unterminated CSV quoted field") else None
+    if odd is None:
+        return _describe_copy_error(csv.name, error)
+    line, what = odd
+    return f"{csv.name} line {line}: {reason}: {what}"
 
 
 def _describe_copy_error(name: str, error: psycopg.Error) -> str:
