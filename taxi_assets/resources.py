@@ -68,6 +68,12 @@ class TaxiSource(dg.ConfigurableResource):
         ),
     )
 
+    download_dir: str | None = Field(
+        default=None,
+        description="Where a run downloads its file to (a folder of its own in it); the "
+        "system's temporary folder (TMPDIR) by default.",
+    )
+
     def reads_parquet(self, partition: TaxiPartition) -> bool:
         return self.kind == "tlc" or (self.kind == "auto" and not partition.in_release)
 

@@ -8,6 +8,7 @@ count of rows in the file is known independently of what the warehouse says it l
 
 import concurrent.futures
 import csv
+import errno
 import gzip
 import math
 import re
@@ -52,6 +53,18 @@ class SourceError(Exception):
 
 class MonthNotPublished(SourceError):
     """The source has no file for this month (HTTP 404 or a missing local file)."""
+
+
+class OutOfSpace(Exception):
+    """A disk is full (the download folder's, the database's): the message names it; retrying
+    will not help before space is freed."""
+
+
+def no_space(error: BaseException) -> bool:
+    """Whether `error` says a disk is full (an OSError, or a database's text of one)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(error)
 
 
 class SourceUnavailable(Exception):
@@ -193,6 +206,14 @@ def _download(
             raise SourceUnavailable(
                 f"could not download {safe_url}: {type(error).__name__}: "
                 f"{_without_secrets(str(error), url)}"
+            ) from None
+        except OSError as error:
+            if not no_space(error):
+                raise
+            raise OutOfSpace(
+                f"no space left on device in {download_dir} for {destination.name} "
+                f"({transfer.done:,} bytes of it written): free space there, or point TMPDIR "
+                "at a larger disk"
             ) from None
     return FetchedFile(path=destination, url=safe_url, bytes=destination.stat().st_size)
 

@@ -21,7 +21,13 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_assets.source import DEFAULT_MAX_ROWS, SourceError, too_many_rows
+from taxi_assets.source import (
+    DEFAULT_MAX_ROWS,
+    OutOfSpace,
+    SourceError,
+    no_space,
+    too_many_rows,
+)
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema
 from taxi_assets.warehouses.duckdb import text_literal
 
@@ -61,9 +67,23 @@ def write_release_csv(
                 "(FORMAT csv, HEADER)"
             )
         except duckdb.Error as error:
+            if no_space(error):
+                raise _out_of_space(out) from None
             raise SourceError(f"{name}: cannot be read to its end: {_reason(error)}") from None
-    _gzip_fast(plain, out)
+    try:
+        _gzip_fast(plain, out)
+    except OSError as error:
+        if not no_space(error):
+            raise
+        raise _out_of_space(out) from None
     return out
+
+
+def _out_of_space(out: Path) -> OutOfSpace:
+    return OutOfSpace(
+        f"no space left on device in {out.parent} for {out.name} (the Parquet month as CSV): "
+        "free space there, or point TMPDIR at a larger disk"
+    )
 
 
 def _check_row_count(

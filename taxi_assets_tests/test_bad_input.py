@@ -2,12 +2,18 @@
 test loads a good month first, then a bad file for the same partition."""
 
 import gzip
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets.warehouses.postgres import PostgresWarehouse
 from taxi_assets_testkit.local_servers import PG, free_port
 from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
@@ -217,6 +223,47 @@ def test_a_line_that_is_no_trip_is_named(mirror, load, db, loaded, case):
 
     message = _fails_and_keeps_table(load, db, loaded)
     assert f"{FILE} line 7" in message and says[db.warehouse.kind] in message
+
+
+@contextmanager
+def small_disk(directory: Path, size: str = "1m") -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `directory` (root only: CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], check=True
+    )
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+def test_a_full_download_disk_is_named_and_not_retried(mirror, db, warehouse, loaded, tmp_path):
+    mirror.put_bytes(JAN, os.urandom(3 << 20))  # 3 MiB for a 1 MiB disk
+    with small_disk(tmp_path / "downloads") as downloads:
+        source = mirror.source(download_dir=str(downloads))
+        result = materialize_load(JAN, source, warehouse, raise_on_error=False)
+
+    assert not result.success
+    message = failure_message(result)
+    assert f"no space left on device in {downloads}/taxi_assets-" in message
+    assert f"for {FILE}" in message and "free space there" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+    assert fingerprint(db, "green_tripdata") == loaded
+
+
+def test_a_full_duckdb_disk_is_named_and_not_retried(mirror, tmp_path):
+    with small_disk(tmp_path / "db", "2m") as directory:
+        warehouse = DuckDBWarehouse(path=str(directory / "taxi.duckdb"))
+        write_month(mirror.directory, GREEN, JAN, 60_000)
+        result = materialize_load(JAN, mirror.source(), warehouse, raise_on_error=False)
+
+    assert not result.success
+    message = failure_message(result)
+    assert f"no space left on device for the DuckDB file {directory}/taxi.duckdb" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
 
 
 def test_postgres_refusing_connections_gives_a_short_clear_message(mirror):

@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.source import OutOfSpace, SourceError, TripCsv, no_space
 from taxi_assets.trip_contract import TIMESTAMP_PATTERN
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
@@ -152,8 +152,16 @@ class DuckDBWarehouse(TaxiWarehouse):
     ) -> Iterator[PartitionLoad]:
         with self.connect() as connection:
             load = _DuckDBPartitionLoad(connection, self.sql_schema, schema, partition)
-            load.ensure_tables()
-            yield load
+            try:
+                load.ensure_tables()
+                yield load
+            except duckdb.Error as error:
+                if not no_space(error):
+                    raise
+                raise OutOfSpace(
+                    f"no space left on device for the DuckDB file {self.database_file} (or the "
+                    f"temporary files it spills beside it): free space there; {_first_line(error)}"
+                ) from None
 
     def qualified_table(self, table: str) -> str:
         return f"{self.database_file.stem}.{self.sql_schema}.{table}"
@@ -181,6 +189,10 @@ class DuckDBWarehouse(TaxiWarehouse):
             return []
         table = f"{quote(self.sql_schema)}.{quote(schema.table)}"
         return connection.execute(query.replace("%s", "?").format(table=table), params).fetchall()
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _table_exists(connection: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> bool:

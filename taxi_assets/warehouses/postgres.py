@@ -33,7 +33,7 @@ from psycopg import sql
 from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.source import OutOfSpace, SourceError, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
     MergedPartition,
@@ -134,6 +134,12 @@ class PostgresWarehouse(TaxiWarehouse):
                 with load.locked():
                     load.ensure_tables()
                     yield load
+            except psycopg.errors.DiskFull as error:
+                raise OutOfSpace(
+                    f"PostgreSQL at {self.host}:{self.port} (database {self.database!r}) is out "
+                    f"of disk space: {error.diag.message_primary}; free space on the server's "
+                    "disk"
+                ) from None
             except psycopg.errors.InsufficientPrivilege as error:
                 raise WarehouseMisconfigured(
                     f"PostgreSQL user {self.user!r} may not do this in schema "
