@@ -63,13 +63,13 @@ def line_problem(columns: tuple[Column, ...], line: bytes) -> tuple[str | None, 
 def field_problem(type_: ColumnType, field: str) -> str | None:
     """What is wrong with a non-empty field of a column of `type_`, or None."""
     if type_ is ColumnType.TIMESTAMP:
+        if not _TIMESTAMP.fullmatch(field):
+            return f'"{field}" {NOT_A_TIMESTAMP}'
         try:
-            ok = bool(_TIMESTAMP.fullmatch(field)) and bool(
-                datetime.strptime(field, "%Y-%m-%d %H:%M:%S")
-            )
+            datetime.strptime(field, "%Y-%m-%d %H:%M:%S")
         except ValueError:
-            ok = False
-        return None if ok else f'"{field}" {NOT_A_TIMESTAMP}'
+            return f'"{field}" has the form of a timestamp but is no date and time'
+        return None
     number = type_ in (ColumnType.FLOAT, ColumnType.INTEGER)
     if number and not (_NUMBER.fullmatch(field) and math.isfinite(float(field))):
         return f'"{field}" {NOT_A_NUMBER}'
