@@ -3,7 +3,9 @@ test loads a good month first, then a bad file for the same partition."""
 
 import gzip
 import os
+import pwd
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -226,13 +228,14 @@ def test_a_line_that_is_no_trip_is_named(mirror, load, db, loaded, case):
 
 
 @contextmanager
-def small_disk(directory: Path, size: str = "1m") -> Iterator[Path]:
+def small_disk(directory: Path, size: str = "1m", options: str = "") -> Iterator[Path]:
     """A tmpfs of `size` mounted on `directory` (root only: CI runs as root)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     directory.mkdir(parents=True, exist_ok=True)
+    mount_options = f"size={size}{options}"
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], check=True
+        ["mount", "-t", "tmpfs", "-o", mount_options, "tmpfs", str(directory)], check=True
     )
     try:
         yield directory
@@ -263,6 +266,39 @@ def test_a_full_duckdb_disk_is_named_and_not_retried(mirror, tmp_path):
     assert not result.success
     message = failure_message(result)
     assert f"no space left on device for the DuckDB file {directory}/taxi.duckdb" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+
+
+def test_a_full_postgres_disk_is_named_and_not_retried(mirror, postgres_warehouse):
+    """The load's role writes to a tablespace on a 1 MiB disk of the (local) server."""
+    write_month(mirror.directory, GREEN, JAN, 300)
+    assert materialize_load(JAN, mirror.source(), postgres_warehouse).success
+    db = Db(postgres_warehouse)
+    before = fingerprint(db, "green_tripdata")
+    write_month(mirror.directory, GREEN, JAN, 20_000)
+    owner = pwd.getpwnam("postgres")
+    admin = db.postgres
+    role, space = f"full_{postgres_warehouse.sql_schema}", f"small_{postgres_warehouse.sql_schema}"
+    where = Path(tempfile.mkdtemp(prefix="taxi_pg_space_"))
+    where.chmod(0o755)  # the server's user reaches it
+    with small_disk(where, options=f",uid={owner.pw_uid},gid={owner.pw_gid},mode=0700"):
+        admin.execute(f"CREATE TABLESPACE \"{space}\" LOCATION '{where}'")
+        admin.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+        admin.execute(f'ALTER ROLE "{role}" SET default_tablespace = "{space}"')
+        try:
+            full = replaced(postgres_warehouse, user=role)
+            result = materialize_load(JAN, mirror.source(), full, raise_on_error=False)
+            assert fingerprint(db, "green_tripdata") == before
+        finally:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{postgres_warehouse.sql_schema}" CASCADE')
+            admin.execute(f'DROP ROLE "{role}"')
+            admin.execute(f'DROP TABLESPACE "{space}"')
+            db.close()
+    where.rmdir()
+
+    message = failure_message(result)
+    assert f"PostgreSQL at {PG['host']}:{PG['port']}" in message
+    assert "is out of disk space:" in message and "No space left on device" in message
     assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
 
 
