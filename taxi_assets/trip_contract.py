@@ -51,7 +51,7 @@ def line_problem(columns: tuple[Column, ...], line: bytes) -> tuple[str | None, 
     """What of the contract `line` breaks that the engines would not see (a NUL byte, a hex
     number): (its column, if known, and the problem), or None."""
     if b"\0" in line:
-        return _column_holding(columns, line, "\0"), "a NUL byte is not allowed in a trip file"
+        return _column_holding_nul(columns, line), "a NUL byte is not allowed in a trip file"
     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
     for column, field in zip(columns, next(csv.reader([text])), strict=False):
         number = column.type in (ColumnType.FLOAT, ColumnType.INTEGER)
@@ -88,7 +88,8 @@ def first_break(
     return None
 
 
-def _column_holding(columns: tuple[Column, ...], line: bytes, char: str) -> str | None:
+def _column_holding_nul(columns: tuple[Column, ...], line: bytes) -> str | None:
+    """The column whose field holds the line's NUL byte (None: the line does not parse)."""
     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
     try:
         fields = next(csv.reader([text.replace("\0", "\ufffd")]))

@@ -376,8 +376,7 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
             f"CREATE TEMP VIEW {quote(self.source_name)} AS SELECT * FROM read_csv("
             f"'{str(csv.path).replace(chr(39), chr(39) * 2)}', "
             f"header = true, columns = {{{types}}}, delim = ',', quote = '\"', "
-            "escape = '\"', nullstr = '', auto_detect = false, "
-            "timestampformat = '%Y-%m-%d %H:%M:%S', compression = 'gzip')"
+            "escape = '\"', nullstr = '', auto_detect = false, compression = 'gzip')"
         )
         # A count that fails (too many lines, a broken gzip) stops the reader at once.
         self._csv = csv
