@@ -55,12 +55,16 @@ TABLE_TYPES = {
     ColumnType.INTEGER: "integer",
     ColumnType.FLOAT: "double precision",
 }
-# Timestamps are copied as text and held to the contract's form while staging (by two sessions):
-# the text must read back as itself (DateStyle ISO, pinned in every session here), which refuses a
-# date alone, another order, `T`, fractions, `24:00:00`; `infinity` is not 19 characters long.
-# Measured on a 250k-row month: as fast as COPY into timestamp columns (domains or CHECK
-# constraints on the scratch table, with a regular expression or LIKE: 15-50% slower).
-TIMESTAMP_HELD = "length({c}) = 19 AND CAST(CAST({c} AS timestamp) AS text) = {c}"
+# Timestamps are copied as text and held to the contract's form while staging (by two sessions),
+# then cast (which refuses a date or time that does not exist): of 19 characters with `-`, ` `
+# and `:` in their places (no date alone, no other order, no `T`, no fractions, no `infinity`),
+# and not the two PostgreSQL would roll over (`24:00:00`, a 60th second). Measured on 250k rows:
+# this check costs 0.05 s, reading the text back after the cast 0.11 s, a regular expression 1.7 s;
+# copying text instead of timestamps saves about as much as the check costs.
+# (`%%`: the staging query takes a parameter; in LIKE, `%%` means what `%` does anyway.)
+TIMESTAMP_HELD = (
+    "{c} LIKE '____-__-__ __:__:__' AND {c} NOT LIKE '%% 24:%%' AND {c} NOT LIKE '%%:60'"
+)
 # How long the swap waits for a lock at a time, and how long it keeps trying.
 SWAP_LOCK_TIMEOUT_SECONDS = 2.0
 SWAP_DEADLINE_SECONDS = 600.0
