@@ -11,10 +11,12 @@
 - An integer is such a number that is whole (`2` or `2.0`) and within PostgreSQL's integer.
 - Text is anything else that is valid UTF-8 (the header names the columns: `check_header`).
 
-Where each warehouse holds it (measured on a 250k-row month: the load as fast as before):
-- line length, NUL bytes and hex numbers: `TripCsv` as it reads the file, for every warehouse;
+Where each warehouse holds it (a few per cent of a load: see `warehouses/postgres.py`):
+- line length, NUL bytes and hex numbers: `TripCsv` as it reads the file, for every warehouse
+  (BigQuery too; the rest of the contract is held by PostgreSQL and DuckDB);
 - PostgreSQL: COPY (numbers; `FORCE_NULL` on every column, so a quoted empty field is NULL), then
-  the staging pass (timestamps, copied as text, must read back as themselves; finite numbers);
+  the staging pass (timestamps, copied as text, of the form by LIKE patterns, then cast; finite
+  numbers);
 - DuckDB: its CSV reader (numbers, quoted fields), then the staging pass (the timestamp's form,
   finite numbers).
 A value the staging pass refuses is found again in the file by `first_break` (Python, the same

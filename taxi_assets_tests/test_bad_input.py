@@ -14,6 +14,8 @@ import dagster as dg
 import pytest
 
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.resources import source_resource
+from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets.warehouses.postgres import PostgresWarehouse
@@ -189,6 +191,17 @@ def test_a_file_far_beyond_any_month_is_refused_while_read(mirror, db, warehouse
     assert f"{FILE}: more than 350 rows, far beyond any real month" in message
     assert "TAXI_MAX_ROWS sets the limit" in message
     assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+
+
+def test_the_limit_is_the_setting_taxi_max_rows(mirror, duckdb_warehouse, monkeypatch):
+    monkeypatch.setenv("TAXI_MAX_ROWS", "350")
+    monkeypatch.setenv("TAXI_SOURCE_URL", mirror.url)
+    write_month(mirror.directory, GREEN, JAN, 400)
+
+    source = source_resource(Settings.from_env())
+    result = materialize_load(JAN, source, duckdb_warehouse, raise_on_error=False)
+
+    assert f"{FILE}: more than 350 rows" in failure_message(result)
 
 
 def test_quoted_line_break_is_caught_by_the_row_count(mirror, load, db, loaded):
