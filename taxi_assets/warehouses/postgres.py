@@ -318,19 +318,25 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
         return {**TABLE_TYPES, ColumnType.TIMESTAMP: "text"}
 
     def contract_value_sql(self, column: str, type_: ColumnType) -> str:
-        """A timestamp of the contract's form, cast; a finite number (COPY takes `inf`)."""
-        if type_ is ColumnType.TIMESTAMP:
-            held = TIMESTAMP_HELD.format(c=column)
-        elif type_ is ColumnType.FLOAT:
-            held = f"abs({column}) < 'Infinity'"  # NaN is above Infinity
-        else:
+        """A timestamp of the contract's form, cast. The pickup's also checks that the row's
+        numbers are finite (COPY takes `inf` and `NaN`): one test a row costs less than one a
+        number, and `explain_error` finds the value whichever it was."""
+        if type_ is not ColumnType.TIMESTAMP:
             return column
-        sql_type = TABLE_TYPES[type_]
-        refused = f"CAST('outside the contract: ' || CAST({column} AS text) AS {sql_type})"
-        return (
-            f"CASE WHEN {column} IS NULL OR {held} THEN CAST({column} AS {sql_type}) "
-            f"ELSE {refused} END"
-        )
+        held = f"({column} IS NULL OR {TIMESTAMP_HELD.format(c=column)})"
+        if column == self.quote(self.schema.pickup.lower()):
+            held = f"{held} AND {self._finite_numbers_sql()}"
+        refused = f"CAST('outside the contract: ' || coalesce({column}, '') AS timestamp)"
+        return f"CASE WHEN {held} THEN CAST({column} AS timestamp) ELSE {refused} END"
+
+    def _finite_numbers_sql(self) -> str:
+        numbers = [
+            self.quote(c.name.lower()) for c in self.file_columns if c.type is ColumnType.FLOAT
+        ]
+        if not numbers:
+            return "true"
+        largest = ", ".join(f"abs({number})" for number in numbers)
+        return f"coalesce(greatest({largest}), 0) < 'Infinity'"  # NaN is above Infinity
 
     def build_staging(self) -> None:
         """The staged table, written by `STAGING_WRITERS` sessions at once, each from its own
