@@ -23,7 +23,7 @@ from taxi_assets.partitions import (
 from taxi_assets.progress import Progress, Transfer
 from taxi_assets.resources import TaxiSource
 from taxi_assets.settings import Settings
-from taxi_assets.source import SourceError, SourceUnavailable, TripCsv
+from taxi_assets.source import OutOfSpace, SourceError, SourceUnavailable, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
 from taxi_assets.warehouses.base import (
     MergedPartition,
@@ -183,7 +183,9 @@ def load_partition(
     started = time.monotonic()
     try:
         with ExitStack() as stack:
-            download_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="taxi_assets-"))
+            download_dir = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="taxi_assets-", dir=source.download_dir)
+            )
             transfer = Transfer()
             with progress.phase("download", transfer.describe):
                 fetched = source.fetch(partition, Path(download_dir), transfer)
@@ -192,7 +194,9 @@ def load_partition(
                     path = source.as_release_csv(fetched, partition, Path(download_dir))
             else:
                 path = fetched.path
-            csv = stack.enter_context(TripCsv(path, schema, source.file_name(partition)))
+            csv = stack.enter_context(
+                TripCsv(path, schema, source.file_name(partition), source.max_rows)
+            )
             load = stack.enter_context(warehouse.open_partition(schema, partition))
             with progress.phase("stage", csv.describe_progress):
                 staged = load.stage(csv)
@@ -206,7 +210,7 @@ def load_partition(
             merge_started = time.monotonic()
             with progress.phase("merge"):
                 merged = load.merge()
-    except (SourceError, WarehouseMisconfigured) as error:
+    except (SourceError, WarehouseMisconfigured, OutOfSpace) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
         # Dagster's retry policy would take an interrupt for a failure and start the step again

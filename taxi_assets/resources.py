@@ -16,6 +16,7 @@ from taxi_assets.partitions import LAST_RELEASE_MONTH, TaxiPartition
 from taxi_assets.progress import Transfer
 from taxi_assets.settings import VARIABLES, Settings
 from taxi_assets.source import (
+    DEFAULT_MAX_ROWS,
     DEFAULT_SOURCE_URL,
     DEFAULT_TLC_URL,
     FetchedFile,
@@ -64,6 +65,20 @@ class TaxiSource(dg.ConfigurableResource):
         ),
     )
 
+    max_rows: int = Field(
+        default=DEFAULT_MAX_ROWS,
+        description=(
+            "A file with more rows than this is refused (TAXI_MAX_ROWS): far beyond any real "
+            "month, the largest of which hold about 8 million."
+        ),
+    )
+
+    download_dir: str | None = Field(
+        default=None,
+        description="Where a run downloads its file to (a folder of its own in it); the "
+        "system's temporary folder (TMPDIR) by default.",
+    )
+
     def reads_parquet(self, partition: TaxiPartition) -> bool:
         return self.kind == "tlc" or (self.kind == "auto" and not partition.in_release)
 
@@ -104,7 +119,7 @@ class TaxiSource(dg.ConfigurableResource):
 
         out = download_dir / f"converted_{partition.source_filename}"
         return write_release_csv(
-            fetched.path, TRIP_SCHEMAS[partition.taxi], out, partition.tlc_filename
+            fetched.path, TRIP_SCHEMAS[partition.taxi], out, partition.tlc_filename, self.max_rows
         )
 
 
@@ -179,6 +194,7 @@ def source_resource(settings: Settings) -> TaxiSource:
         tlc_url=_env(settings, "TAXI_TLC_URL", DEFAULT_TLC_URL),
         kind=_env(settings, "TAXI_SOURCE_KIND", "auto"),
         min_bytes_per_second=_env(settings, "TAXI_DOWNLOAD_MIN_RATE", 16 * 1024, as_int=True),
+        max_rows=_env(settings, "TAXI_MAX_ROWS", DEFAULT_MAX_ROWS, as_int=True),
     )
 
 

@@ -7,13 +7,15 @@ count of rows in the file is known independently of what the warehouse says it l
 """
 
 import concurrent.futures
+import csv
+import errno
 import gzip
 import math
 import re
 import socket
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -24,6 +26,13 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Retry
 
 from taxi_assets.progress import Transfer
+from taxi_assets.trip_contract import (
+    MAX_LINE_BYTES,
+    SUSPECT_BYTES,
+    first_break,
+    line_problem,
+    line_too_long,
+)
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, TripSchema
 
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
@@ -32,6 +41,8 @@ DEFAULT_TLC_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 CHUNK_BYTES = 1 << 20
 MAX_HEADER_BYTES = 64 * 1024
 LOOKUP_ATTEMPTS = 3
+# A file with more data lines is refused (TAXI_MAX_ROWS): the largest real months hold about 8M.
+DEFAULT_MAX_ROWS = 15_000_000
 # The largest value of an integer column (PostgreSQL's integer, int4).
 INT4_MAX = 2_147_483_647
 
@@ -42,6 +53,18 @@ class SourceError(Exception):
 
 class MonthNotPublished(SourceError):
     """The source has no file for this month (HTTP 404 or a missing local file)."""
+
+
+class OutOfSpace(Exception):
+    """A disk is full (the download folder's, the database's): the message names it; retrying
+    will not help before space is freed."""
+
+
+def no_space(error: BaseException) -> bool:
+    """Whether `error` says a disk is full (an OSError, or a database's text of one)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(error)
 
 
 class SourceUnavailable(Exception):
@@ -185,6 +208,14 @@ def _download(
                 f"could not download {safe_url}: {type(error).__name__}: "
                 f"{_without_secrets(str(error), url)}"
             ) from None
+        except OSError as error:
+            if not no_space(error):
+                raise
+            raise OutOfSpace(
+                f"no space left on device in {download_dir} for {destination.name} "
+                f"({transfer.done:,} bytes of it written): free space there, or point TMPDIR "
+                "at a larger disk"
+            ) from None
     return FetchedFile(path=destination, url=safe_url, bytes=destination.stat().st_size)
 
 
@@ -250,6 +281,13 @@ def _raise_for_status(response: requests.Response, safe_url: str) -> None:
         raise SourceUnavailable(f"the source failed for {safe_url}: HTTP {response.status_code}")
 
 
+# Lines that are no trip, and what to call them.
+_NOT_A_TRIP = {
+    b"": "a blank line",
+    b"\\.": "a line holding only \\. (PostgreSQL's end-of-data marker), not a trip",
+}
+
+
 class TripCsv:
     """A gzipped trip CSV read in chunks, header first, for a bulk loader to stream.
 
@@ -257,10 +295,12 @@ class TripCsv:
     lines as the chunks go by; gzip damage anywhere becomes a `SourceError` naming the file.
     """
 
-    def __init__(self, path: Path, schema: TripSchema, name: str):
+    def __init__(self, path: Path, schema: TripSchema, name: str, max_rows: int = DEFAULT_MAX_ROWS):
         self.name = name
         self.path = path
         self.rows = 0
+        self.max_rows = max_rows
+        self._partial = b""  # the line in progress, as far as the last chunk had it
         self._counted: concurrent.futures.Future[int] | None = None
         self._size = path.stat().st_size
         self._open()
@@ -316,12 +356,28 @@ class TripCsv:
             pass
         return self.rows
 
-    def count_rows_in_background(self) -> None:
+    def count_rows_in_background(self, on_error: Callable[[], object] | None = None) -> None:
         """Start `count_rows` in a thread, for a loader that reads the file by itself meanwhile
-        (zlib lets go of the GIL). `counted_rows` waits for it."""
+        (zlib lets go of the GIL). `counted_rows` waits for it. `on_error` is called when the
+        count fails (too many lines, a broken gzip stream): it can stop the loader at once."""
+
+        def count() -> int:
+            try:
+                return self.count_rows()
+            except SourceError:
+                if on_error is not None:
+                    on_error()
+                raise
+
         counting = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._counted = counting.submit(self.count_rows)
+        self._counted = counting.submit(count)
         counting.shutdown(wait=False)
+
+    def raise_if_count_failed(self) -> None:
+        """The background count's error, if it has already failed (a loader about to start
+        reading: an interrupt meant for it finds nothing running to stop)."""
+        if self._counted is not None and self._counted.done():
+            self._counted.result()
 
     def counted_rows(self) -> int:
         """The data lines, once counted; the count's own error (a truncated gzip, say) if any."""
@@ -330,12 +386,47 @@ class TripCsv:
         return self.rows
 
     def check_parsed_rows(self, parsed: int) -> None:
-        """The CSV parser must find one row per data line counted here."""
+        """The CSV parser must find one row per data line counted here; where it did not, the
+        line that made the difference is named if it can be found."""
         if parsed != self.counted_rows():
-            raise SourceError(
-                f"{self.name}: {self.rows} data lines but {parsed} CSV rows "
-                "(quoted line breaks inside a field?)"
-            )
+            counts = f"{self.rows} data lines but {parsed} CSV rows"
+            odd = self.first_odd_line()
+            if odd is None:
+                raise SourceError(f"{self.name}: {counts} (quoted line breaks inside a field?)")
+            line, what = odd
+            raise SourceError(f"{self.name} line {line}: {what} ({counts})")
+
+    def first_odd_line(self) -> tuple[int, str] | None:
+        """The first line that is not one trip: (file line, what it is), or None. Reads the
+        file again, a line at a time (at most `MAX_LINE_BYTES` each): a failure's explanation.
+        A blank line (DuckDB skips it), a line of only `\\.` (PostgreSQL's end-of-data marker:
+        COPY stops there), a quoted field that holds a line break or never ends."""
+        opened_at = 0  # the line where a quoted field left open began
+        with gzip.open(self.path, "rb") as lines:
+            lines.readline(MAX_LINE_BYTES)  # the header
+            for number, line in enumerate(iter(lambda: lines.readline(MAX_LINE_BYTES), b""), 2):
+                text = line.rstrip(b"\r\n")
+                if not opened_at and text in _NOT_A_TRIP:
+                    return number, _NOT_A_TRIP[text]
+                if text.count(b'"') % 2:
+                    if opened_at:
+                        return opened_at, f"a quoted field holds a line break (up to line {number})"
+                    opened_at = number
+        if opened_at:
+            return opened_at, "a quoted field begins here and never ends"
+        return None
+
+    def first_contract_break(self) -> SourceError | None:
+        """The first field outside the contract (`trip_contract.first_break`), with its line:
+        reads the file again (a failure's explanation, nothing else)."""
+        with gzip.open(self.path, "rt", encoding="utf-8", errors="replace", newline="") as text:
+            reader = csv.reader(text)
+            next(reader, None)  # the header
+            found = first_break(self.columns, reader)
+            if found is None:
+                return None
+            _, column, problem = found
+            return SourceError(f"{self.name} line {reader.line_num}, column {column}: {problem}")
 
     def fractional_integer(self, data_line: int, column: str, value: float) -> SourceError:
         """The error for a value of an integer column that is not a whole number, or too big."""
@@ -349,12 +440,52 @@ class TripCsv:
         """The file's bytes, header line included, in chunks of about 1 MiB."""
         yield self.header_line
         last_byte = b"\n"
+        self._partial = b""
         while chunk := self._read(CHUNK_BYTES):
+            self._check_chunk(chunk)
             self.rows += chunk.count(b"\n")
+            self._check_size()
             last_byte = chunk[-1:]
             yield chunk
         if last_byte != b"\n":
             self.rows += 1  # a last line without a line ending
+
+    def _check_chunk(self, chunk: bytes) -> None:
+        """What of the contract (`trip_contract.py`) the engines would not hold a file to: lines
+        of at most `MAX_LINE_BYTES` (no 3 GiB line in memory), no NUL byte, no hex number. A few
+        byte searches per chunk; a line is parsed only where a suspect byte is."""
+        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+        line_so_far = len(self._partial) + (len(chunk) if first < 0 else first)
+        if line_so_far > MAX_LINE_BYTES:  # lines within a chunk are shorter than one
+            raise SourceError(line_too_long(self.name, self.rows + 2))
+        for suspect in SUSPECT_BYTES:
+            at = chunk.find(suspect)
+            while at >= 0:
+                at = self._check_line_at(chunk, at)
+                at = chunk.find(suspect, at) if at >= 0 else -1
+        if first < 0:
+            self._partial += chunk
+        else:
+            self._partial = chunk[last + 1 :]
+
+    def _check_line_at(self, chunk: bytes, at: int) -> int:
+        """Check the line of the chunk's byte `at`; where the next line starts (-1: none)."""
+        start = chunk.rfind(b"\n", 0, at) + 1
+        end = chunk.find(b"\n", at)
+        line = (self._partial if start == 0 else b"") + chunk[start : end if end >= 0 else None]
+        problem = line_problem(self.columns, line)
+        if problem is not None:
+            column, what = problem
+            line_number = self.rows + chunk.count(b"\n", 0, start) + 2
+            at_column = f", column {column}" if column else ""
+            raise SourceError(f"{self.name} line {line_number}{at_column}: {what}")
+        return end + 1 if end >= 0 else -1
+
+    def _check_size(self) -> None:
+        """Refuse a file far beyond any real month (a gzip bomb, a wrong file) while reading,
+        before a warehouse stores it all."""
+        if self.rows > self.max_rows:
+            raise SourceError(too_many_rows(self.name, self.max_rows))
 
     def data_line_chunks(self) -> Iterator[bytes]:
         """The data lines, without the header, in chunks of whole lines (about 1 MiB), for a
@@ -411,6 +542,13 @@ class TripCsv:
             return self._gzip.tell()
         except (OSError, ValueError):
             return 0
+
+
+def too_many_rows(name: str, max_rows: int) -> str:
+    return (
+        f"{name}: more than {max_rows:,} rows, far beyond any real month (the largest hold "
+        "about 8 million): not loaded; TAXI_MAX_ROWS sets the limit"
+    )
 
 
 def _split_header(line: bytes) -> list[str]:

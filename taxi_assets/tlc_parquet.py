@@ -21,7 +21,13 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_assets.source import SourceError
+from taxi_assets.source import (
+    DEFAULT_MAX_ROWS,
+    OutOfSpace,
+    SourceError,
+    no_space,
+    too_many_rows,
+)
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema
 from taxi_assets.warehouses.duckdb import text_literal
 
@@ -32,10 +38,12 @@ TEXT_TYPES = ("VARCHAR",)
 MEMORY_LIMIT = "1GB"
 
 
-def write_release_csv(parquet: Path, schema: TripSchema, out: Path, name: str) -> Path:
+def write_release_csv(
+    parquet: Path, schema: TripSchema, out: Path, name: str, max_rows: int = DEFAULT_MAX_ROWS
+) -> Path:
     """`out` (gzip CSV), holding the Parquet file's rows as the release would have written them.
-    A file that is not Parquet, misses a column or has one of an unusable type raises a
-    SourceError naming `name` and the column."""
+    A file that is not Parquet, misses a column or has one of an unusable type, or holds more
+    than `max_rows` rows (its footer says how many), raises a SourceError naming `name`."""
     config = {"memory_limit": MEMORY_LIMIT, "threads": 2, "temp_directory": str(out.parent)}
     with duckdb.connect(config=config) as connection:
         source = f"read_parquet({text_literal(str(parquet))})"
@@ -43,6 +51,7 @@ def write_release_csv(parquet: Path, schema: TripSchema, out: Path, name: str) -
             described = connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         except duckdb.Error as error:
             raise SourceError(f"{name} is not a readable Parquet file: {_reason(error)}") from None
+        _check_row_count(connection, parquet, name, max_rows)
         found = {column: type_ for column, type_, *_ in described}
         values = ", ".join(
             [
@@ -58,9 +67,34 @@ def write_release_csv(parquet: Path, schema: TripSchema, out: Path, name: str) -
                 "(FORMAT csv, HEADER)"
             )
         except duckdb.Error as error:
+            if no_space(error):
+                raise _out_of_space(out) from None
             raise SourceError(f"{name}: cannot be read to its end: {_reason(error)}") from None
-    _gzip_fast(plain, out)
+    try:
+        _gzip_fast(plain, out)
+    except OSError as error:
+        if not no_space(error):
+            raise
+        raise _out_of_space(out) from None
     return out
+
+
+def _out_of_space(out: Path) -> OutOfSpace:
+    return OutOfSpace(
+        f"no space left on device in {out.parent} for {out.name} (the Parquet month as CSV): "
+        "free space there, or point TMPDIR at a larger disk"
+    )
+
+
+def _check_row_count(
+    connection: duckdb.DuckDBPyConnection, parquet: Path, name: str, max_rows: int
+) -> None:
+    """The footer's row count, read before any row is."""
+    rows = connection.execute(
+        f"SELECT num_rows FROM parquet_file_metadata({text_literal(str(parquet))})"
+    ).fetchone()[0]
+    if rows > max_rows:
+        raise SourceError(too_many_rows(name, max_rows))
 
 
 def _gzip_fast(plain: Path, out: Path) -> None:

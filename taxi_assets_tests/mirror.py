@@ -92,7 +92,7 @@ class Mirror:
         """Every download from this mirror takes at least `seconds` (0: back to full speed)."""
         SourceHandler.delays[f"/{self.directory.name}/"] = seconds
 
-    def source(self) -> TaxiSource:
+    def source(self, **fields: object) -> TaxiSource:
         """The release's CSVs and the TLC's Parquet files (flat: `{url}/{file}.parquet`), both
-        from this mirror: no test asks the internet."""
-        return TaxiSource(base_url=self.url, tlc_url=self.url, timeout_seconds=10)
+        from this mirror: no test asks the internet. `fields`: other TaxiSource fields."""
+        return TaxiSource(base_url=self.url, tlc_url=self.url, timeout_seconds=10, **fields)

@@ -2,17 +2,27 @@
 test loads a good month first, then a bad file for the same partition."""
 
 import gzip
+import os
+import pwd
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from taxi_assets.partitions import TaxiPartition
+from taxi_assets.resources import source_resource
+from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import GREEN, YELLOW
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets.warehouses.postgres import PostgresWarehouse
 from taxi_assets_testkit.local_servers import PG, free_port
 from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz, write_month
 from taxi_assets_tests.databases import Db, replaced
-from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists
+from taxi_assets_tests.helpers import failure_message, fingerprint, table_exists, under_ci
 from taxi_assets_tests.runs import materialize_load
 
 JAN = TaxiPartition("green", "2019-01")
@@ -68,7 +78,8 @@ def test_an_unreadable_line_keeps_the_readers_reason(mirror, load, db, loaded, c
     mirror.put_bytes(JAN, gzip.compress(data.encode("utf-8", errors="surrogateescape")))
 
     message = _fails_and_keeps_table(load, db, loaded)
-    assert FILE in message and reasons[db.warehouse.kind] in message
+    # (PostgreSQL finds an unterminated quote at the file's end: the line where it begins)
+    assert f"{FILE} line 4" in message and reasons[db.warehouse.kind] in message
 
 
 def test_cr_only_line_endings_are_named(mirror, load, db, loaded):
@@ -167,6 +178,32 @@ def test_fractional_integer_names_line_and_column(mirror, load, db, loaded, valu
     assert f"{FILE} line 3, column passenger_count: {problem[db.warehouse.kind]}" in message
 
 
+def test_a_file_far_beyond_any_month_is_refused_while_read(mirror, db, warehouse, loaded):
+    """TAXI_MAX_ROWS (here 350): a file with more lines stops the load as the count passes it
+    (a 2.9 MB gzip may expand to 10M rows), not retried, the table unchanged."""
+    write_month(mirror.directory, GREEN, JAN, 5_000)
+
+    result = materialize_load(JAN, mirror.source(max_rows=350), warehouse, raise_on_error=False)
+
+    assert not result.success
+    assert fingerprint(db, "green_tripdata") == loaded
+    message = failure_message(result)
+    assert f"{FILE}: more than 350 rows, far beyond any real month" in message
+    assert "TAXI_MAX_ROWS sets the limit" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+
+
+def test_the_limit_is_the_setting_taxi_max_rows(mirror, duckdb_warehouse, monkeypatch):
+    monkeypatch.setenv("TAXI_MAX_ROWS", "350")
+    monkeypatch.setenv("TAXI_SOURCE_URL", mirror.url)
+    write_month(mirror.directory, GREEN, JAN, 400)
+
+    source = source_resource(Settings.from_env())
+    result = materialize_load(JAN, source, duckdb_warehouse, raise_on_error=False)
+
+    assert f"{FILE}: more than 350 rows" in failure_message(result)
+
+
 def test_quoted_line_break_is_caught_by_the_row_count(mirror, load, db, loaded):
     lines = _good_lines()
     fields = lines[3].split(",")
@@ -175,7 +212,109 @@ def test_quoted_line_break_is_caught_by_the_row_count(mirror, load, db, loaded):
     write_csv_gz(mirror.path(JAN), iter(lines))
 
     message = _fails_and_keeps_table(load, db, loaded)
-    assert f"{FILE}: 21 data lines but 20 CSV rows" in message
+    assert f"{FILE} line 4: a quoted field holds a line break (up to line 5)" in message
+    assert "(21 data lines but 20 CSV rows)" in message
+
+
+# Lines that are no trip: each named, whatever the warehouse's parser makes of it.
+NOT_A_TRIP = {
+    "blank": ("", {"duckdb": "a blank line", "postgres": "missing data for column"}),
+    "end-of-data-marker": (
+        "\\.",
+        {
+            # COPY stops at the marker: the row count catches it, the line is found
+            "postgres": "a line holding only \\. (PostgreSQL's end-of-data marker)",
+            "duckdb": "Expected Number of Columns: 20 Found: 1",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NOT_A_TRIP, ids=list(NOT_A_TRIP))
+def test_a_line_that_is_no_trip_is_named(mirror, load, db, loaded, case):
+    bad_line, says = NOT_A_TRIP[case]
+    lines = _good_lines()
+    write_csv_gz(mirror.path(JAN), iter([*lines[:6], bad_line, *lines[6:]]))
+
+    message = _fails_and_keeps_table(load, db, loaded)
+    assert f"{FILE} line 7" in message and says[db.warehouse.kind] in message
+
+
+@contextmanager
+def small_disk(directory: Path, size: str = "1m", options: str = "") -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `directory` (root only: CI runs as root)."""
+    if os.geteuid() != 0:
+        if under_ci():
+            pytest.fail("mounting a tmpfs needs root: run CI as root")
+        pytest.skip("mounting a tmpfs needs root")
+    directory.mkdir(parents=True, exist_ok=True)
+    mount_options = f"size={size}{options}"
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", mount_options, "tmpfs", str(directory)], check=True
+    )
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+def test_a_full_download_disk_is_named_and_not_retried(mirror, db, warehouse, loaded, tmp_path):
+    mirror.put_bytes(JAN, os.urandom(3 << 20))  # 3 MiB for a 1 MiB disk
+    with small_disk(tmp_path / "downloads") as downloads:
+        source = mirror.source(download_dir=str(downloads))
+        result = materialize_load(JAN, source, warehouse, raise_on_error=False)
+
+    assert not result.success
+    message = failure_message(result)
+    assert f"no space left on device in {downloads}/taxi_assets-" in message
+    assert f"for {FILE}" in message and "free space there" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+    assert fingerprint(db, "green_tripdata") == loaded
+
+
+def test_a_full_duckdb_disk_is_named_and_not_retried(mirror, tmp_path):
+    with small_disk(tmp_path / "db", "2m") as directory:
+        warehouse = DuckDBWarehouse(path=str(directory / "taxi.duckdb"))
+        write_month(mirror.directory, GREEN, JAN, 60_000)
+        result = materialize_load(JAN, mirror.source(), warehouse, raise_on_error=False)
+
+    assert not result.success
+    message = failure_message(result)
+    assert f"no space left on device for the DuckDB file {directory}/taxi.duckdb" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+
+
+def test_a_full_postgres_disk_is_named_and_not_retried(mirror, postgres_warehouse):
+    """The load's role writes to a tablespace on a 1 MiB disk of the (local) server."""
+    write_month(mirror.directory, GREEN, JAN, 300)
+    assert materialize_load(JAN, mirror.source(), postgres_warehouse).success
+    db = Db(postgres_warehouse)
+    before = fingerprint(db, "green_tripdata")
+    write_month(mirror.directory, GREEN, JAN, 20_000)
+    owner = pwd.getpwnam("postgres")
+    admin = db.postgres
+    role, space = f"full_{postgres_warehouse.sql_schema}", f"small_{postgres_warehouse.sql_schema}"
+    where = Path(tempfile.mkdtemp(prefix="taxi_pg_space_"))
+    where.chmod(0o755)  # the server's user reaches it
+    with small_disk(where, options=f",uid={owner.pw_uid},gid={owner.pw_gid},mode=0700"):
+        admin.execute(f"CREATE TABLESPACE \"{space}\" LOCATION '{where}'")
+        admin.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+        admin.execute(f'ALTER ROLE "{role}" SET default_tablespace = "{space}"')
+        try:
+            full = replaced(postgres_warehouse, user=role)
+            result = materialize_load(JAN, mirror.source(), full, raise_on_error=False)
+            assert fingerprint(db, "green_tripdata") == before
+        finally:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{postgres_warehouse.sql_schema}" CASCADE')
+            admin.execute(f'DROP ROLE "{role}"')
+            admin.execute(f'DROP TABLESPACE "{space}"')
+            db.close()
+    where.rmdir()
+
+    message = failure_message(result)
+    assert f"PostgreSQL at {PG['host']}:{PG['port']}" in message
+    assert "is out of disk space:" in message and "No space left on device" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
 
 
 def test_postgres_refusing_connections_gives_a_short_clear_message(mirror):

@@ -269,6 +269,21 @@ def test_a_bad_parquet_file_says_what_and_leaves_the_table_as_it_was(
     assert attempts == []  # a bad file is not retried
 
 
+def test_a_parquet_file_with_too_many_rows_is_refused_from_its_footer(mirror, warehouse, db):
+    partition = TaxiPartition("green", "2024-05")
+    path = mirror.directory / partition.tlc_filename
+    write_parquet(path, GREEN, list(generate_rows(GREEN, partition, 300)))
+    assert load(tlc_source(mirror), warehouse, partition).success
+    before = fingerprint(db, GREEN.table)
+
+    result = load(tlc_source(mirror, max_rows=299), warehouse, partition)
+
+    assert not result.success
+    assert f"{partition.tlc_filename}: more than 299 rows" in failure_message(result)
+    assert fingerprint(db, GREEN.table) == before
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+
+
 def test_each_month_reads_its_source_and_the_probe_asks_it(mirror):
     source = tlc_source(mirror)
     july, august = TaxiPartition("yellow", "2021-07"), TaxiPartition("yellow", "2021-08")

@@ -25,7 +25,8 @@ from filelock import FileLock, Timeout
 from pydantic import Field
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.source import OutOfSpace, SourceError, TripCsv, no_space
+from taxi_assets.trip_contract import TIMESTAMP_PATTERN
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
     MergedPartition,
@@ -48,8 +49,10 @@ TABLE_TYPES = {
     ColumnType.INTEGER: "INTEGER",
     ColumnType.FLOAT: "DOUBLE",
 }
-# What the CSV reader parses into: integers as DOUBLE, so `1.0` loads (then checked and cast).
-CSV_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "DOUBLE"}
+# What the CSV reader parses into: integers as DOUBLE, so `1.0` loads (then checked and cast);
+# timestamps as text, held to the contract's form while staging (DuckDB's strptime takes
+# `2019-1-5` and `infinity`).
+CSV_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "DOUBLE", ColumnType.TIMESTAMP: "VARCHAR"}
 LOCK_TIMEOUT_SECONDS = 3600
 LOCK_LOG_SECONDS = 10.0  # how often a wait for the file says so
 # DuckDB would take up to 80% of the machine's memory; past this it spills to a folder beside the
@@ -149,8 +152,16 @@ class DuckDBWarehouse(TaxiWarehouse):
     ) -> Iterator[PartitionLoad]:
         with self.connect() as connection:
             load = _DuckDBPartitionLoad(connection, self.sql_schema, schema, partition)
-            load.ensure_tables()
-            yield load
+            try:
+                load.ensure_tables()
+                yield load
+            except duckdb.Error as error:
+                if not no_space(error):
+                    raise
+                raise OutOfSpace(
+                    f"no space left on device for the DuckDB file {self.database_file} (or the "
+                    f"temporary files it spills beside it): free space there; {_first_line(error)}"
+                ) from None
 
     def qualified_table(self, table: str) -> str:
         return f"{self.database_file.stem}.{self.sql_schema}.{table}"
@@ -180,6 +191,10 @@ class DuckDBWarehouse(TaxiWarehouse):
         return connection.execute(query.replace("%s", "?").format(table=table), params).fetchall()
 
 
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def _table_exists(connection: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> bool:
     found = connection.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
@@ -206,6 +221,15 @@ def float_text_sql(column: str) -> str:
         f"ELSE postgres_float_text({column}) END"
     )
 
+
+# What the contract asks of a value the reader took (`{column}`: a column of the scratch view).
+_CONTRACT_SQL = {
+    ColumnType.TIMESTAMP: (
+        f"(regexp_full_match({{column}}, '{TIMESTAMP_PATTERN}') "
+        "AND TRY_CAST({column} AS TIMESTAMP) IS NOT NULL)"
+    ),
+    ColumnType.FLOAT: "isfinite({column})",
+}
 
 _CSV_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _CSV_COLUMN = re.compile(r'column "?(\w+)"?')
@@ -246,7 +270,12 @@ def _reason_before_hints(lines: list[str]) -> str:
 
 
 class _DuckDBPartitionLoad(SqlPartitionLoad):
-    conversion_errors = (duckdb.ConversionException, duckdb.InvalidInputException)
+    # (An interrupt: the line count failed meanwhile, and says why in `explain_error`.)
+    conversion_errors = (
+        duckdb.ConversionException,
+        duckdb.InvalidInputException,
+        duckdb.InterruptException,
+    )
 
     def __init__(
         self,
@@ -259,13 +288,19 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         self.connection = connection
         # Whether the load's transaction is open: the file's rows replaced, not yet committed.
         self._replacing = False
+        self._csv: TripCsv | None = None  # the file its reader reads (`copy_source`)
         self._replaced_rows = 0
 
     def quote(self, identifier: str) -> str:
         return quote(identifier)
 
     def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
-        return self.connection.execute(query.replace("%s", "?"), list(params)).fetchall()
+        try:
+            return self.connection.execute(query.replace("%s", "?"), list(params)).fetchall()
+        except duckdb.InterruptException:
+            if self._csv is not None:
+                self._csv.counted_rows()  # the count's error, if the interrupt was its
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -289,6 +324,8 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         """Replace the file's rows in the main table, in a transaction the merge commits."""
         filename = self.partition.filename
         columns = f"unique_row_id, filename, {self.table_column_list()}"
+        if self._csv is not None:
+            self._csv.raise_if_count_failed()  # too late to be stopped by its interrupt
         self.connection.execute("BEGIN TRANSACTION")
         self._replacing = True
         try:
@@ -334,15 +371,16 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         """A view over DuckDB's reader of the gzip file: the staging table is built straight from
         the file, in one pass. Python counts the file's lines meanwhile (and proves the gzip
         stream whole)."""
-        csv.count_rows_in_background()
         types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.file_columns)
         self.connection.execute(
             f"CREATE TEMP VIEW {quote(self.source_name)} AS SELECT * FROM read_csv("
             f"'{str(csv.path).replace(chr(39), chr(39) * 2)}', "
             f"header = true, columns = {{{types}}}, delim = ',', quote = '\"', "
-            "escape = '\"', nullstr = '', auto_detect = false, "
-            "timestampformat = '%Y-%m-%d %H:%M:%S', compression = 'gzip')"
+            "escape = '\"', nullstr = '', auto_detect = false, compression = 'gzip')"
         )
+        # A count that fails (too many lines, a broken gzip) stops the reader at once.
+        self._csv = csv
+        csv.count_rows_in_background(on_error=self.connection.interrupt)
         return None
 
     def drop_source_sql(self) -> str:
@@ -354,14 +392,23 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         csv.counted_rows()
         if "CSV Error" in str(error) or isinstance(error, duckdb.InvalidInputException):
             return SourceError(_describe_csv_error(csv.name, error))
-        return super().explain_error(error, csv)
+        return csv.first_contract_break() or super().explain_error(error, csv)
 
     def id_text_sql(self, column: str, type_: ColumnType) -> str:
         if type_ is ColumnType.FLOAT:
             return float_text_sql(column)
-        if type_ is ColumnType.TIMESTAMP:
-            return f"strftime({column}, '%Y-%m-%d %H:%M:%S')"
-        return f"CAST({column} AS VARCHAR)"
+        return f"CAST({column} AS VARCHAR)"  # a timestamp's text: the contract's form
+
+    def contract_value_sql(self, column: str, type_: ColumnType) -> str:
+        """Timestamps of the contract's form only (then cast), finite numbers only; a value
+        outside fails a cast of the text that says so (found again by `explain_error`)."""
+        if type_ is ColumnType.TEXT:
+            return column
+        sql_type = TABLE_TYPES[type_]
+        held = _CONTRACT_SQL[type_].replace("{column}", column)
+        cast = f"CAST({column} AS {sql_type})"
+        refused = f"CAST('outside the contract: ' || CAST({column} AS VARCHAR) AS {sql_type})"
+        return f"CASE WHEN {column} IS NULL OR {held} THEN {cast} ELSE {refused} END"
 
     @property
     def row_order(self) -> str:

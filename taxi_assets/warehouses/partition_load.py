@@ -232,9 +232,21 @@ class SqlPartitionLoad(PartitionLoad):
 
     # -- the shared SQL ------------------------------------------------------------------------
 
+    def scratch_types(self) -> dict[ColumnType, str]:
+        """The types the file's text is read into (engine: types that hold it to the contract,
+        `trip_contract.py`)."""
+        return dict(self.table_types)
+
+    def contract_value_sql(self, column: str, type_: ColumnType) -> str:
+        """A scratch column as the main table's type, its value checked against the contract
+        where the engine's reading did not (engine)."""
+        if type_ is ColumnType.TEXT:
+            return column
+        return f"CAST({column} AS {self.table_types[type_]})"
+
     def source_columns(self) -> str:
         """The scratch table's columns: the main table's types, integers as decimals or not."""
-        types = dict(self.table_types)
+        types = self.scratch_types()
         if self.integers_as_decimals:
             types[ColumnType.INTEGER] = types[ColumnType.FLOAT]
         return ", ".join(f"{self.quote(c.name.lower())} {types[c.type]}" for c in self.file_columns)
@@ -256,7 +268,9 @@ class SqlPartitionLoad(PartitionLoad):
 
     def _final_value_sql(self, name: str, type_: ColumnType) -> str:
         column = self.quote(name)
-        if type_ is not ColumnType.INTEGER or not self.integers_as_decimals:
+        if type_ is not ColumnType.INTEGER:
+            return f"{self.contract_value_sql(column, type_)} AS {column}"
+        if not self.integers_as_decimals:
             return column
         integer = self.table_types[ColumnType.INTEGER]
         text = self.table_types[ColumnType.TEXT]
