@@ -233,7 +233,7 @@ def wait_until_swap_waits(watcher: psycopg.Connection, timeout: float = 60.0) ->
     while time.monotonic() < deadline:
         waiting = watcher.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'taxi_assets' "
-            "AND query LIKE '%DETACH PARTITION%'"
+            "AND datname = current_database() AND query LIKE '%DETACH PARTITION%'"
         ).fetchone()[0]
         if waiting:
             return
