@@ -35,13 +35,18 @@ demo: $(BIN)/.installed home
 	@grep -a 'Done\. PASS=' $(DBT_LOG)
 	$(BIN)/python -m taxi_assets.summary '$(PARTITION)'
 
+# The test modules run on two workers (pytest-xdist), a module's tests on the same one: each
+# worker has its own database, servers and Dagster homes. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+
 ## test: the whole test suite (real PostgreSQL, real HTTP, real Dagster runs)
 test: $(BIN)/.installed home
-	$(BIN)/pytest
+	$(PYTEST)
 
 ## test-fast: the inner loop, without the slow layers (browser, dagster dev, emulators)
 test-fast: $(BIN)/.installed home
-	$(BIN)/pytest -m "not browser and not dagster_dev and not emulators"
+	$(PYTEST) -m "not browser and not dagster_dev and not emulators"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
