@@ -12,7 +12,7 @@ import pytest
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, ColumnType
-from taxi_assets.warehouses.parallel_copy import copy_in_parallel
+from taxi_assets.warehouses.parallel_copy import Batches, copy_in_parallel
 from taxi_assets_testkit.kestra_flow import kestra_ids
 from taxi_assets_testkit.local_servers import PG
 from taxi_assets_testkit.synthetic import (
@@ -23,7 +23,7 @@ from taxi_assets_testkit.synthetic import (
 )
 
 JAN = TaxiPartition("green", "2019-01")
-ONE_SESSION = "copying the file again with one session"
+ONE_SESSION = "loading the file again with one session"
 
 
 def clean_rows(count: int, seed: int = 0) -> list[dict[str, str]]:
@@ -101,8 +101,9 @@ def numbers(first: int, count: int) -> bytes:
 
 
 def copy_sessions(connection) -> int:
+    """The other sessions in the test's database: the COPY sessions, while they last."""
     return connection.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY parallel_copy_t%%' "
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
         "AND datname = current_database() AND pid <> pg_backend_pid()"
     ).fetchone()[0]
 
@@ -154,4 +155,40 @@ def test_an_interrupt_of_the_feeder_stops_every_session(table):
 
     assert started.is_set()
     assert connection.execute("SELECT count(*) FROM parallel_copy_t").fetchone()[0] == 0
+    assert copy_sessions_left(connection) == 0
+
+
+# A session's own table for its batches, emptied when each batch commits, and what stages them.
+BATCH_COPY = "COPY pg_temp.batch (n) FROM STDIN (FORMAT csv)"
+OWN_TABLE = ("CREATE TEMPORARY TABLE batch (n integer) ON COMMIT DELETE ROWS", ())
+
+
+def test_in_batches_every_line_is_staged_once(table):
+    connection, connect = table
+    chunks = [numbers(i * 1_000, 1_000) for i in range(50)]
+    batches = Batches(
+        size=3 * len(chunks[0]),
+        prepare=[OWN_TABLE],
+        after_each=[("INSERT INTO parallel_copy_t SELECT n * %s FROM pg_temp.batch", [2])],
+    )
+
+    copied = copy_in_parallel(connect, BATCH_COPY, chunks, sessions=2, batches=batches)
+
+    assert copied == 50_000
+    found = connection.execute("SELECT count(*), count(DISTINCT n), sum(n) FROM parallel_copy_t")
+    assert found.fetchone() == (50_000, 50_000, 2 * sum(range(50_000)))
+
+
+def test_a_batch_that_fails_to_stage_stops_every_session(table):
+    connection, connect = table
+    chunks = [numbers(i * 1_000, 1_000) for i in range(50)]
+    batches = Batches(
+        size=len(chunks[0]),
+        prepare=[OWN_TABLE],
+        after_each=[("INSERT INTO parallel_copy_t SELECT 1 / (n - 30000) FROM pg_temp.batch", ())],
+    )
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        copy_in_parallel(connect, BATCH_COPY, chunks, sessions=2, batches=batches)
+
     assert copy_sessions_left(connection) == 0

@@ -4,22 +4,43 @@ A COPY is bound to one core on the server; a month's file is parsed, typed, hash
 by a single backend. Handing whole-line chunks to a few sessions that each COPY into the same
 table uses the other cores. The order of the rows in the table is then no longer the file's.
 
-Each session commits its own share, so a failure can leave some shares in the table: copy into
-a scratch table and drop it on failure. Any session's error stops the others and is raised once
-they have all ended; an interrupt of the thread that feeds them aborts every COPY. (A session
-learns of a bad line only when its COPY ends: PostgreSQL answers a COPY once, at its end.)
+With `Batches`, each session copies a few MiB at a time (into a temporary table of its own) and
+turns them into final rows (an INSERT … SELECT) in the same transaction, while the others copy:
+parsing, hashing and writing overlap, and the copied rows never leave the session's memory.
+
+Each session commits its own share, so a failure can leave some shares in the target table: copy
+into a table built aside and drop it on failure. Any session's error stops the others and is
+raised once they have all ended; an interrupt of the thread that feeds them aborts every COPY.
+(A session learns of a bad line only when its COPY ends: PostgreSQL answers a COPY once, at its
+end.)
 """
 
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import psycopg
 
 # How often a waiting thread looks whether the others have stopped.
 POLL_SECONDS = 0.1
+
+Statement = tuple[str, Sequence[object]]
+
+
+@dataclass(frozen=True)
+class Batches:
+    """Each session runs `prepare` once, then copies about `size` bytes at a time and runs
+    `after_each` on them before its transaction commits."""
+
+    size: int
+    prepare: Sequence[Statement] = ()
+    after_each: Sequence[Statement] = ()
+
+
+ONE_BATCH = Batches(size=2**63)
 
 
 class _Stopped(Exception):
@@ -31,18 +52,27 @@ def copy_in_parallel(
     statement: str,
     chunks: Iterable[bytes],
     sessions: int,
+    batches: Batches = ONE_BATCH,
 ) -> int:
     """COPY `chunks` (each of whole lines) with `statement` (`COPY … FROM STDIN`) through
-    `sessions` connections from `connect`, each committing its own share; the rows copied."""
+    `sessions` connections from `connect`, each committing its own share (in `batches`); the
+    rows copied."""
     work: queue.Queue[bytes | None] = queue.Queue(maxsize=2 * sessions)
     stop = threading.Event()
 
     def copy_share() -> int:
-        with connect() as connection, connection.cursor() as cursor:
-            with cursor.copy(statement) as copy:
-                while (chunk := _next_chunk(work, stop)) is not None:
-                    copy.write(chunk)
-            return cursor.rowcount
+        with connect() as connection:
+            for query, params in batches.prepare:
+                connection.execute(query, params or None)
+            copied, more = 0, True
+            while more:
+                with connection.transaction(), connection.cursor() as cursor:
+                    with cursor.copy(statement) as copy:
+                        more = _copy_batch(copy, work, stop, batches.size)
+                    copied += cursor.rowcount
+                    for query, params in batches.after_each:
+                        cursor.execute(query, params or None)
+            return copied
 
     with ThreadPoolExecutor(sessions, thread_name_prefix="copy") as pool:
         copies = [pool.submit(copy_share) for _ in range(sessions)]
@@ -56,6 +86,20 @@ def copy_in_parallel(
             stop.set()
             wait(copies)
             raise
+
+
+def _copy_batch(
+    copy: psycopg.Copy, work: queue.Queue[bytes | None], stop: threading.Event, size: int
+) -> bool:
+    """Write chunks into `copy` until about `size` bytes went in; whether more may follow."""
+    written = 0
+    while written < size:
+        chunk = _next_chunk(work, stop)
+        if chunk is None:
+            return False
+        copy.write(chunk)
+        written += len(chunk)
+    return True
 
 
 def _next_chunk(work: queue.Queue[bytes | None], stop: threading.Event) -> bytes | None:

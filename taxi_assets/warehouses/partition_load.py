@@ -4,7 +4,9 @@ Per partition, on one connection:
 
 1. copy (engine): the file's rows, typed, into a scratch table `{taxi}_tripdata_source_{YYYY_MM}`
    (integers as decimals when the file writes `1.0`). PostgreSQL streams it with COPY, its lines
-   shared out among sessions; DuckDB's scratch table is a view over its CSV reader.
+   shared out among two sessions that each copy a batch into a temporary table of their own and
+   stage it (step 2) before the next (`fill_staging`); DuckDB's scratch table is a view over its
+   CSV reader.
 2. stage: one pass (shared SQL) from the scratch rows to the final rows, the seed flow's md5
    `unique_row_id`, the `filename` and integer columns checked and cast, written (engine) into
    `{taxi}_tripdata_staging_{YYYY_MM}` (PostgreSQL: by two sessions at once; DuckDB: straight
@@ -251,9 +253,10 @@ class SqlPartitionLoad(PartitionLoad):
             types[ColumnType.INTEGER] = types[ColumnType.FLOAT]
         return ", ".join(f"{self.quote(c.name.lower())} {types[c.type]}" for c in self.file_columns)
 
-    def staging_select_sql(self) -> str:
-        """One pass: ids, filename (the one parameter), integer columns checked and cast, the
-        other columns as they are, NULL for the table's newer columns the file lacks."""
+    def staging_select_sql(self, source: str | None = None) -> str:
+        """One pass from `source` (the scratch table): ids, filename (the one parameter), integer
+        columns checked and cast, the other columns as they are, NULL for the table's newer
+        columns the file lacks."""
         text = self.table_types[ColumnType.TEXT]
         values = ", ".join(
             self._final_value_sql(c.name.lower(), c.type)
@@ -263,7 +266,7 @@ class SqlPartitionLoad(PartitionLoad):
         )
         return (
             f"SELECT {self._unique_row_id_sql()} AS unique_row_id, "
-            f"CAST(%s AS {text}) AS filename, {values} FROM {self.source}"
+            f"CAST(%s AS {text}) AS filename, {values} FROM {source or self.source}"
         )
 
     def _final_value_sql(self, name: str, type_: ColumnType) -> str:
