@@ -1,6 +1,7 @@
-"""PostgreSQL copies a clean file into its scratch table with several sessions at once, and a
-file they refuse again with one session (which names the line): both give the seed's ids. One
-failing session stops them all; an interrupt aborts every COPY."""
+"""PostgreSQL loads a clean file with several sessions at once, each copying and staging a batch
+at a time, and a file they refuse again with one session (which names the line): both give the
+seed's ids. One failing session, in its COPY or in staging a batch, stops them all; an
+interrupt aborts every COPY."""
 
 import collections
 import threading
