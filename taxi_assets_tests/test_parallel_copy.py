@@ -22,6 +22,8 @@ from taxi_assets_testkit.synthetic import (
     generate_rows,
     write_csv_gz,
 )
+from taxi_assets_tests.databases import Db, replaced
+from taxi_assets_tests.runs import materialize_load
 
 JAN = TaxiPartition("green", "2019-01")
 ONE_SESSION = "loading the file again with one session"
@@ -75,6 +77,42 @@ def test_integers_written_as_decimals_are_copied_by_one_session(mirror, load, db
     assert ids_in_table(db) == collections.Counter(
         expected_unique_row_id(GREEN, row) for row in rows
     )
+
+
+def test_a_role_without_temporary_tables_loads_with_one_session(mirror, postgres_warehouse):
+    """The writers' batches go through temporary tables; a role the database refuses them (a
+    REVOKE of TEMPORARY from PUBLIC) loads through an unlogged table of its schema instead."""
+    rows = clean_rows(3_000, seed=2)
+    path = write_csv_gz(mirror.path(JAN), csv_lines(GREEN, rows))
+    role, database = f"notemp_{postgres_warehouse.sql_schema}", postgres_warehouse.database
+    db = Db(postgres_warehouse)
+    admin = db.postgres
+    admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    admin.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{role}"')
+    admin.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+    try:
+        instance = dg.DagsterInstance.ephemeral()
+        no_temp = replaced(postgres_warehouse, user=role)
+        result = materialize_load(JAN, mirror.source(), no_temp, instance=instance)
+        messages = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
+        loaded = collections.Counter(
+            r[0]
+            for r in admin.execute(
+                f'SELECT unique_row_id FROM "{postgres_warehouse.sql_schema}".green_tripdata'
+            )
+        )
+        expected = collections.Counter(kestra_ids(admin, "green", path, JAN.filename))
+    finally:
+        admin.execute(f'GRANT TEMPORARY ON DATABASE "{database}" TO PUBLIC')
+        admin.execute(f'DROP SCHEMA IF EXISTS "{postgres_warehouse.sql_schema}" CASCADE')
+        admin.execute(f'REVOKE CREATE ON DATABASE "{database}" FROM "{role}"')
+        admin.execute(f'DROP ROLE "{role}"')
+        db.close()
+
+    assert result.success
+    assert "permission denied to create temporary tables" in messages and ONE_SESSION in messages
+    assert sum(loaded.values()) == len(rows)
+    assert loaded == expected
 
 
 # -- copy_in_parallel on its own ---------------------------------------------------------------

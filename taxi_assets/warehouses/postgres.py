@@ -396,17 +396,21 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
         """The staged table, written by `STAGING_WRITERS` sessions at once (`_load_in_parallel`),
         then analysed. A file they refuse is loaded again by one session (`copy_source`,
         `build_staging`): it names the line of a bad value, and loads a file that writes integers
-        as `1.0` with integers as decimals (checked and cast while staging). (The staged table is
+        as `1.0` with integers as decimals (checked and cast while staging). So is a file of a
+        role that may not create temporary tables. (The staged table is
         not yet part of the main table: a failure drops it.)"""
         with self.transaction():
             self.execute(f"CREATE TABLE {self.staging} ({self._staging_columns()})")
             self._make_attachable()
         try:
             rows = self._load_in_parallel(csv)
-        except psycopg.errors.DataError as error:
+        except (psycopg.errors.DataError, psycopg.errors.InsufficientPrivilege) as error:
+            # A role without the TEMPORARY privilege on the database loads through an unlogged
+            # table of its schema instead.
+            what = "refused a value" if isinstance(error, psycopg.errors.DataError) else "failed"
             dg.get_dagster_logger().info(
-                f"{csv.name}: the parallel load refused a value "
-                f"({error.diag.message_primary}); loading the file again with one session"
+                f"{csv.name}: the parallel load {what} ({error.diag.message_primary}); loading "
+                "the file again with one session"
             )
             self.execute(f"TRUNCATE {self.staging}")
             rows = super().fill_staging(csv)
