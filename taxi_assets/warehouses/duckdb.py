@@ -321,7 +321,7 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
     def build_staging(self) -> None:
         """Replace the file's rows in the main table, in a transaction the merge commits."""
         filename = self.partition.filename
-        columns = f"unique_row_id, filename, {self.table_column_list()}"
+        columns = self.final_column_list()
         if self._csv is not None:
             self._csv.raise_if_count_failed()  # too late to be stopped by its interrupt
         self.connection.execute("BEGIN TRANSACTION")

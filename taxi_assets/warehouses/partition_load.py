@@ -130,6 +130,10 @@ class SqlPartitionLoad(PartitionLoad):
         """The trip table's columns after `unique_row_id` and `filename`."""
         return ", ".join(self.quote(c.name.lower()) for c in self.schema.table_columns)
 
+    def final_column_list(self) -> str:
+        """All of the trip table's columns, as the staged rows have them."""
+        return f"unique_row_id, filename, {self.table_column_list()}"
+
     # -- the steps -----------------------------------------------------------------------------
 
     def stage(self, csv: TripCsv) -> StagedPartition:
@@ -212,7 +216,7 @@ class SqlPartitionLoad(PartitionLoad):
 
     def delete_and_insert(self) -> MergedPartition:
         """The plain way to replace a file's rows: DELETE them, INSERT the staged ones."""
-        columns = f"unique_row_id, filename, {self.table_column_list()}"
+        columns = self.final_column_list()
         with self.transaction():
             self.require_staging()
             deleted = self.execute(
