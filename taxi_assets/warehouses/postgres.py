@@ -104,7 +104,6 @@ class PostgresWarehouse(TaxiWarehouse):
     )
     dead_connection_seconds: int = Field(
         default=DEAD_CONNECTION_SECONDS,
-        ge=1,
         description=(
             "Seconds after which a silent connection counts as dead on both ends: the load "
             "gives up, the server ends the session and releases its locks "
