@@ -10,12 +10,16 @@ dbt tests become asset checks. After a file loads, the sensor `taxi_dbt_after_lo
 the months that file holds trips of: its own and the one before it.
 
 All of it is built for the settings' warehouse (`build_taxi_dbt`: its dbt target, manifest and
-pool). The manifest Dagster reads is made by `dbt parse` whenever it is missing or older than a
-project file, so a fresh checkout needs no manual step and an edited model is picked up on the
-next load. dbt reads the warehouse's settings from the environment itself (`profiles.yml`).
+pool). The manifest Dagster reads is made by `dbt parse` whenever it is missing, older than a
+project file, or parsed for other values of what dbt reads (the database, the schemas), so a
+fresh checkout or image needs no manual step and an edited model is picked up on the next load.
+dbt reads the warehouse's settings from the environment itself (`profiles.yml`).
 """
 
+import hashlib
 import json
+import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -54,11 +58,13 @@ def dbt_resource(project: DbtProject, target: str | None = None) -> DbtCliResour
     return DbtCliResource(project_dir=project, target=target, dbt_executable=DBT_EXECUTABLE)
 
 
-def prepared_dbt_project(warehouse: str) -> DbtProject:
+def prepared_dbt_project(warehouse: str, environ: Mapping[str, str] | None = None) -> DbtProject:
     """The dbt project for the warehouse's target, with its manifest parsed if stale.
 
-    One manifest per target (`target/duckdb/manifest.json`, …): a manifest parsed for one
-    warehouse names that warehouse's database, so switching TAXI_WAREHOUSE must not reuse
+    A manifest names the databases and schemas its settings gave (`postgres.taxi_models.…`);
+    Dagster reads it to find the relations it counts the rows of. So there is one manifest per
+    warehouse and per value of what dbt reads from the environment (`manifest_dir`): an image
+    built without the runtime's settings, or a checkout that switched PGDATABASE, never reuses
     another's. Instead of `prepare_if_dev()`, which parses again in every run process of
     `dagster dev`, it parses only when a project file changed since (as its preparer does: one
     process parses, the others wait for its manifest)."""
@@ -66,15 +72,47 @@ def prepared_dbt_project(warehouse: str) -> DbtProject:
         project_dir=DBT_PROJECT_DIR,
         profiles_dir=DBT_PROJECT_DIR,
         target=warehouse,
-        target_path=Path("target") / warehouse,
+        target_path=manifest_dir(warehouse, os.environ if environ is None else environ),
     )
     if manifest_is_stale(project):
         run_with_concurrent_update_guard(project.manifest_path, _parse, project=project)
     return project
 
 
+# dbt reads these itself when it parses; a secret's value must not reach a folder name.
+_ENV_VAR = re.compile(r"env_var\(\s*['\"](\w+)['\"]")
+_SECRET = re.compile(r"PASSWORD|TOKEN|SECRET|CREDENTIALS")
+
+
+def dbt_variables() -> list[str]:
+    """The environment variables the dbt project reads (`env_var('NAME')`), secrets left out."""
+    names = {
+        name
+        for path in project_files()
+        if path.suffix in (".yml", ".sql")
+        for name in _ENV_VAR.findall(path.read_text())
+    }
+    return sorted(name for name in names if not _SECRET.search(name))
+
+
+def manifest_dir(warehouse: str, environ: Mapping[str, str]) -> Path:
+    """`target/<warehouse>-<digest of what dbt reads>`, relative to the dbt project."""
+    values = {name: environ.get(name, "") for name in dbt_variables()}
+    digest = hashlib.sha256(json.dumps([warehouse, values], sort_keys=True).encode())
+    return Path("target") / f"{warehouse}-{digest.hexdigest()[:12]}"
+
+
 def _parse(project: DbtProject) -> None:
     dbt_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+
+def project_files() -> Iterator[Path]:
+    """The dbt project's own files (not what dbt writes: target/, logs/, packages)."""
+    return (
+        path
+        for path in DBT_PROJECT_DIR.rglob("*")
+        if path.is_file() and not {"target", "logs", "dbt_packages"} & set(path.parts)
+    )
 
 
 def manifest_is_stale(project: DbtProject) -> bool:
@@ -82,12 +120,7 @@ def manifest_is_stale(project: DbtProject) -> bool:
     manifest = project.manifest_path
     if not manifest.exists():
         return True
-    sources = (
-        path
-        for path in DBT_PROJECT_DIR.rglob("*")
-        if path.is_file() and not {"target", "logs", "dbt_packages"} & set(path.parts)
-    )
-    return max(path.stat().st_mtime for path in sources) > manifest.stat().st_mtime
+    return max(path.stat().st_mtime for path in project_files()) > manifest.stat().st_mtime
 
 
 MONTHLY = "tag:monthly"
