@@ -78,8 +78,10 @@ def test_compose_services_ports_healthchecks_and_order():
     services = COMPOSE["services"]
     assert set(services) == {"warehouse", "dagster-webserver", "dagster-daemon", "pgadmin"}
     assert services["pgadmin"]["profiles"] == ["pgadmin"]
-    assert "${DAGSTER_PORT:-3000}:3000" in services["dagster-webserver"]["ports"]
-    assert "${WAREHOUSE_PORT:-5432}:5432" in services["warehouse"]["ports"]
+    local = "${PUBLISH_ADDRESS:-127.0.0.1}"  # this machine only, unless the user says otherwise
+    assert f"{local}:${{DAGSTER_PORT:-3000}}:3000" in services["dagster-webserver"]["ports"]
+    assert f"{local}:${{WAREHOUSE_PORT:-5432}}:5432" in services["warehouse"]["ports"]
+    assert f"{local}:${{PGADMIN_PORT:-8085}}:80" in services["pgadmin"]["ports"]
     for name in ("warehouse", "dagster-webserver"):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
     for name in ("dagster-webserver", "dagster-daemon", "pgadmin"):

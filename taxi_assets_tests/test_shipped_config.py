@@ -275,12 +275,6 @@ def test_compose_environment_loads_the_real_month_into_postgres(database, tmp_pa
     assert postgres_rows(database, "green_tripdata") == SAMPLE_ROWS
 
 
-def test_compose_refuses_to_start_until_the_passwords_are_set():
-    with pytest.raises(ValueError, match=r"set PGPASSWORD in \.env"):
-        for value in compose_environment().values():
-            interpolated(value, env_example())
-
-
 def test_other_valid_numbers_load_and_reach_the_resources(database, tmp_path):
     """Each numeric variable at a value other than its default: the code locations load with
     TAXI_WAREHOUSE=postgres, and the resources, bound to the variables by name, read them."""

@@ -74,10 +74,7 @@ def test_the_summary_command_says_what_is_wrong_and_exits_non_zero(
     )
     bad_port = _summary("2019-01|green", {**env, "PGPORT": "five"})
     assert bad_port.returncode == 2
-    assert (
-        bad_port.stderr.strip()
-        == 'Value stored in env variable "PGPORT" cannot be coerced into an int.'
-    )
+    assert bad_port.stderr.strip() == "PGPORT='five': a TCP port number, at least 1"
     assert malformed.returncode == 2
     assert malformed.stderr.strip() == (
         "'foo' is not a partition key: MONTH|COLOUR, e.g. 2019-01|green"
