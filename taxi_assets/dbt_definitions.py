@@ -25,4 +25,4 @@ def build_dbt_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_dbt_definitions(Settings.from_env())
+defs = build_dbt_definitions(Settings.for_code_location())

@@ -54,4 +54,4 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_definitions(Settings.from_env())
+defs = build_definitions(Settings.for_code_location())

@@ -20,7 +20,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -52,11 +53,15 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9_]{1,1024}")
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 
 
+class SettingError(ValueError):
+    """A variable whose value cannot be used; the message names it and says what it must be."""
+
+
 def check_schema_name(variable: str, name: str) -> None:
     """A schema name every tool can quote: dbt writes `"{name}"` without doubling a `"` in it
     (the loads would work, the models would not)."""
     if '"' in name:
-        raise ValueError(
+        raise SettingError(
             f"{variable}={name!r}: a schema name without double quotes (dbt cannot quote one)"
         )
 
@@ -76,20 +81,31 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.warehouse not in WAREHOUSE_KINDS:
-            raise ValueError(
+            raise SettingError(
                 f"TAXI_WAREHOUSE={self.warehouse!r}: one of {', '.join(WAREHOUSE_KINDS)}"
             )
         if self.schedule_month not in SCHEDULE_MONTHS:
-            raise ValueError(
+            raise SettingError(
                 f"TAXI_SCHEDULE_MONTH={self.schedule_month!r}: one of {', '.join(SCHEDULE_MONTHS)}"
             )
         # Not "not published" later (the schedules would skip every month): said at start-up.
         for name, url in (("TAXI_SOURCE_URL", self.source_url), ("TAXI_TLC_URL", self.tlc_url)):
             check_url(name, url)
         if self.source_kind not in SOURCE_KINDS:
-            raise ValueError(
+            raise SettingError(
                 f"TAXI_SOURCE_KIND={self.source_kind!r}: one of {', '.join(SOURCE_KINDS)}"
             )
+
+    @classmethod
+    def for_code_location(cls) -> "Settings":
+        """The process environment's settings. A value that cannot be used stops the code location
+        with its one line: the UI shows it as the location's error, and a terminal (`dg launch`,
+        `dagster asset materialize`) prints that line alone, without a traceback."""
+        try:
+            return cls.from_env()
+        except SettingError:
+            sys.excepthook = _settings_errors_in_one_line(sys.excepthook)
+            raise
 
     @property
     def pool(self) -> str:
@@ -147,9 +163,9 @@ def check_whole_number(
     except ValueError:
         number = None
     if number is None or number < least:
-        raise ValueError(f"{name}={text!r}: {what}, at least {least}")
+        raise SettingError(f"{name}={text!r}: {what}, at least {least}")
     if most is not None and number > most:
-        raise ValueError(f"{name}={text!r}: {what}, at most {most}")
+        raise SettingError(f"{name}={text!r}: {what}, at most {most}")
 
 
 def check_retry_delay(text: str) -> None:
@@ -159,7 +175,7 @@ def check_retry_delay(text: str) -> None:
     except ValueError:
         seconds = math.nan
     if not 0 <= seconds <= MAX_RETRY_DELAY_SECONDS:
-        raise ValueError(
+        raise SettingError(
             f"TAXI_RETRY_DELAY_SECONDS={text!r}: a number of seconds from 0 to "
             f"{MAX_RETRY_DELAY_SECONDS}"
         )
@@ -170,7 +186,7 @@ def check_time_zone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ValueError, KeyError, OSError):
-        raise ValueError(
+        raise SettingError(
             f"TAXI_SCHEDULE_TIMEZONE={name!r}: an IANA time zone such as UTC or Europe/Paris"
         ) from None
 
@@ -180,7 +196,7 @@ def check_duckdb_path(path: str | None) -> None:
     from taxi_assets.warehouses.duckdb import resolve_path
 
     if path is not None and resolve_path(path).is_dir():
-        raise ValueError(f"TAXI_DUCKDB_PATH={path!r}: a file's path, not an existing directory")
+        raise SettingError(f"TAXI_DUCKDB_PATH={path!r}: a file's path, not an existing directory")
 
 
 def check_url(name: str, url: str) -> None:
@@ -188,7 +204,7 @@ def check_url(name: str, url: str) -> None:
     try:
         check_source_url(url)
     except SourceError as error:
-        raise ValueError(f"{name}={error}") from None
+        raise SettingError(f"{name}={error}") from None
 
 
 def check_bigquery_variables(values: Mapping[str, str]) -> None:
@@ -196,21 +212,21 @@ def check_bigquery_variables(values: Mapping[str, str]) -> None:
     check_credentials_json(values.get("GCP_CREDENTIALS_JSON"))
     for name in ("GCP_DATASET", "TAXI_DBT_SCHEMA"):
         if name in values and not DATASET_NAME.fullmatch(values[name]):
-            raise ValueError(
+            raise SettingError(
                 f"{name}={values[name]!r}: a BigQuery dataset name (letters, digits, underscores)"
             )
     bucket = values.get("GCP_BUCKET_NAME")
     if bucket is not None and not BUCKET_NAME.fullmatch(bucket):
-        raise ValueError(
+        raise SettingError(
             f"GCP_BUCKET_NAME={bucket!r}: a GCS bucket name (3 to 63 lowercase letters, digits, "
             "dashes, underscores, dots)"
         )
     endpoint = values.get("BIGQUERY_API_ENDPOINT")
     if endpoint is not None and not re.fullmatch(r"https?://[^/\s]+/?\S*", endpoint):
-        raise ValueError(f"BIGQUERY_API_ENDPOINT={endpoint!r}: an http:// or https:// URL")
+        raise SettingError(f"BIGQUERY_API_ENDPOINT={endpoint!r}: an http:// or https:// URL")
     key_file = values.get("GOOGLE_APPLICATION_CREDENTIALS")
     if key_file is not None and not os.path.isfile(key_file):
-        raise ValueError(
+        raise SettingError(
             f"GOOGLE_APPLICATION_CREDENTIALS={key_file!r}: the path of a service-account key file"
         )
 
@@ -224,6 +240,22 @@ def check_credentials_json(text: str | None) -> None:
     except ValueError:
         key = None
     if not isinstance(key, dict):
-        raise ValueError(
+        raise SettingError(
             "GCP_CREDENTIALS_JSON=(not shown): a JSON object, a service-account key file's contents"
         )
+
+
+def _settings_errors_in_one_line(excepthook: Callable) -> Callable:
+    """`excepthook`, except that a `SettingError` (or one that caused the error) is printed as
+    its message alone."""
+
+    def hook(kind: type[BaseException], error: BaseException, traceback: object) -> None:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, SettingError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            excepthook(kind, error, traceback)
+        else:
+            print(cause, file=sys.stderr)
+
+    return hook

@@ -299,8 +299,8 @@ def test_a_bad_value_stops_the_code_location_with_one_line_naming_it(
     ran = run_python(LOAD, env, tmp_path)
 
     assert ran.returncode != 0
-    last_line = ran.stderr.strip().splitlines()[-1]
-    assert last_line.startswith(f"ValueError: {name}=")
+    [line] = ran.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"{name}=")
     output = ran.stdout + ran.stderr
     for secret in SECRETS:
         if env.get(secret):
