@@ -8,16 +8,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TAXI_WAREHOUSE=postgres
 
 WORKDIR /opt/dagster/app
-COPY pyproject.toml README.md workspace.yaml constraints.txt ./
-COPY taxi_assets ./taxi_assets
-COPY dbt_project ./dbt_project
-# Editable, so the package finds dbt_project/ beside it.
+# The dependencies first, in a layer of their own: a change of the code does not reinstall them.
+# Editable, so the package finds dbt_project/ beside it once the code is copied in.
 # (sqlglotrs: dagster-dbt asks for it, today's sqlglot only warns that it is there.)
-RUN pip install -c constraints.txt -e . \
+COPY pyproject.toml constraints.txt ./
+RUN mkdir taxi_assets && touch README.md taxi_assets/__init__.py \
+ && pip install -c constraints.txt -e . \
  && pip uninstall --yes sqlglotrs \
- && mkdir -p "$DAGSTER_HOME" \
- && cd dbt_project \
- && dbt parse --quiet --profiles-dir . --target postgres --target-path target/postgres
+ && mkdir -p "$DAGSTER_HOME"
 COPY docker/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+COPY workspace.yaml ./
+COPY dbt_project ./dbt_project
+COPY taxi_assets ./taxi_assets
+# No `dbt parse` here: the manifest names the database and schemas of the settings it is parsed
+# with, the container's, so the code locations parse it when they first load.
 
 EXPOSE 3000

@@ -44,9 +44,9 @@ PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 test: $(BIN)/.installed home
 	$(PYTEST)
 
-## test-fast: the inner loop, without the slow layers (browser, dagster dev, emulators)
+## test-fast: the inner loop, without the slow layers (browser, dagster dev, emulators, stack)
 test-fast: $(BIN)/.installed home
-	$(PYTEST) -m "not browser and not dagster_dev and not emulators"
+	$(PYTEST) -m "not browser and not dagster_dev and not emulators and not stack"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .

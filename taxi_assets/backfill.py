@@ -21,6 +21,8 @@ from taxi_assets.trip_schema import TAXI_COLOURS
 DEFAULT_URL = "http://localhost:3000"
 ASSETS = ("taxi_trips_staging", "taxi_trips")
 EVERY_SECONDS = 5.0
+# How long a server that stopped answering mid-backfill is waited for (a restart) before giving up.
+UNAVAILABLE_PATIENCE_SECONDS = 120.0
 # How a backfill ended, in words.
 FINISHED = {
     "COMPLETED": "completed",
@@ -68,6 +70,10 @@ class ServerError(Exception):
     """The server is not there, or said no."""
 
 
+class ServerUnavailable(ServerError):
+    """No answer, or a server error: the server may be restarting."""
+
+
 @dataclass(frozen=True)
 class BackfillStatus:
     status: str
@@ -101,12 +107,20 @@ class DagsterServer:
                 json={"query": query, "variables": variables or {}},
                 timeout=60,
             )
+        except requests.RequestException as error:
+            raise ServerUnavailable(
+                f"no Dagster server answers at {self.safe_url} ({type(error).__name__}): start "
+                "it with `make dev`, or pass --url"
+            ) from None
+        if response.status_code >= 500:  # its storage restarting, say
+            raise ServerUnavailable(f"{self.safe_url} answered HTTP {response.status_code}")
+        try:
             response.raise_for_status()
             body = response.json()
         except (requests.RequestException, ValueError) as error:
             raise ServerError(
-                f"no Dagster server answers at {self.safe_url} ({type(error).__name__}): start "
-                "it with `make dev`, or pass --url"
+                f"{self.safe_url} is not a Dagster server ({type(error).__name__}): pass the "
+                "URL of one with --url"
             ) from None
         if "errors" in body:
             raise ServerError(
@@ -165,11 +179,27 @@ def partition_keys(first: str, last: str, colours: Sequence[str]) -> list[str]:
     return [f"{month}|{colour}" for month in months for colour in colours]
 
 
-def follow(server: DagsterServer, backfill_id: str, every: float = EVERY_SECONDS) -> bool:
-    """Print the backfill's progress until it ends; whether every partition loaded."""
+def follow(
+    server: DagsterServer,
+    backfill_id: str,
+    every: float = EVERY_SECONDS,
+    patience: float = UNAVAILABLE_PATIENCE_SECONDS,
+) -> bool:
+    """Print the backfill's progress until it ends; whether every partition loaded. A server
+    that stops answering for less than `patience` seconds (a restart) is waited for."""
     started = time.monotonic()
+    unavailable_since: float | None = None
     while True:
-        status = server.backfill_status(backfill_id)
+        try:
+            status = server.backfill_status(backfill_id)
+        except ServerUnavailable as error:
+            unavailable_since = unavailable_since or time.monotonic()
+            if time.monotonic() - unavailable_since > patience:
+                raise
+            print(f"backfill {backfill_id}: {error}; asking again", flush=True)
+            time.sleep(every)
+            continue
+        unavailable_since = None
         elapsed = time.monotonic() - started
         if status.finished:
             print(f"backfill {backfill_id} {FINISHED[status.status]}: {status.describe()}")

@@ -1,20 +1,25 @@
 """Backfills launched as the UI launches them (GraphQL `launchPartitionBackfill`) on a real
 `dagster dev`: the daemon queues the runs, the pool throttles them, Postgres gets the rows."""
 
+import http.server
+import json
 import re
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from taxi_assets.assets import TRIPS
+from taxi_assets.backfill import DagsterServer, ServerUnavailable, follow
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets_testkit.dagster_dev import DAGSTER, DagsterDev, load_step_windows, max_overlap
+from taxi_assets_testkit.local_servers import serve_directory
 from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.databases import Db, admin_connection, postgres_warehouse_at, warehouse_env
 from taxi_assets_tests.helpers import fingerprint, rows_per_file
@@ -261,3 +266,55 @@ def test_the_facts_follow_the_backfills(backfill_env, serial_backfill):
         f'SELECT count(*) FROM "{server.env["TAXI_DBT_SCHEMA"]}".fact_trips'
     ).fetchone()[0]
     assert facts > 0
+
+
+class RestartingServer(http.server.SimpleHTTPRequestHandler):
+    """A Dagster server whose storage restarts: HTTP 503 to the first `failures` requests, then
+    a completed backfill of one partition."""
+
+    failures = 2
+    requests = 0
+
+    def do_POST(self) -> None:
+        type(self).requests += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.requests <= self.failures:
+            self.send_response(503)
+            self.end_headers()
+            return
+        status = {"status": "COMPLETED_SUCCESS", "assetBackfillData": {"assetBackfillStatuses": [
+            {"assetKey": {"path": ["taxi_trips"]}, "numPartitionsTargeted": 1,
+             "numPartitionsInProgress": 0, "numPartitionsMaterialized": 1,
+             "numPartitionsFailed": 0}]}}  # fmt: skip
+        status["__typename"] = "PartitionBackfill"
+        body = {"data": {"partitionBackfillOrError": status, "runsOrError": {"results": []}}}
+        payload = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("failures", "patience", "follows"), [(2, 60.0, True), (99, 0.3, False)])
+def test_following_a_backfill_waits_for_a_server_that_restarts(capsys, failures, patience, follows):
+    """A server error while following (the server's storage restarting) is waited for, up to
+    `patience` seconds; then the follower gives up, saying why."""
+    handler = type("Handler", (RestartingServer,), {"failures": failures})
+    server, url = serve_directory(Path("."), handler)
+    try:
+        if follows:
+            assert follow(DagsterServer(url), "b1", every=0.05, patience=patience)
+        else:
+            with pytest.raises(ServerUnavailable, match="answered HTTP 503"):
+                follow(DagsterServer(url), "b1", every=0.05, patience=patience)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"backfill b1: {url} answered HTTP 503; asking again"
+    if follows:
+        assert lines[-1] == "backfill b1 completed: 1 of 1 partitions loaded, 0 running, 0 failed"
