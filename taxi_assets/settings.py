@@ -1,7 +1,8 @@
 """The project's settings: the environment, read once into one frozen value, when a code
 location's definitions are built (`definitions.py`, `dbt_definitions.py`) or a command starts
-(`summary.py`). The definitions are made from that value; no other module reads the environment,
-and none writes it.
+(`summary.py`). The definitions are made from that value; no other module reads the environment
+(but for what dbt reads itself: `dbt_models.manifest_dir` keys the dbt manifest on it), and none
+writes it.
 
 What the definitions depend on is held as values: the warehouse (the assets' kind, their pool),
 the retry delay, the schedules' timezone and month, the sources. The resources' own fields (the
