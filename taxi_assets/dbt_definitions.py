@@ -9,6 +9,7 @@ The settings are read here, once, when the location loads (`settings.py`).
 
 import dagster as dg
 
+from taxi_assets.dagster_home import say_when_history_is_temporary
 from taxi_assets.dbt_models import build_taxi_dbt, taxi_dbt_job
 from taxi_assets.resources import warehouse_resource
 from taxi_assets.settings import Settings
@@ -26,3 +27,4 @@ def build_dbt_definitions(settings: Settings) -> dg.Definitions:
 
 
 defs = build_dbt_definitions(Settings.for_code_location())
+say_when_history_is_temporary()

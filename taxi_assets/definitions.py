@@ -10,6 +10,7 @@ import dagster as dg
 
 from taxi_assets.assets import build_load_taxi_trips, taxi_source_file
 from taxi_assets.checks import taxi_trip_checks
+from taxi_assets.dagster_home import say_when_history_is_temporary
 from taxi_assets.getting_started import getting_started_assets, getting_started_job
 from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.resources import (
@@ -55,3 +56,4 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
 
 defs = build_definitions(Settings.for_code_location())
+say_when_history_is_temporary()

@@ -131,8 +131,10 @@ with dg.build_resources(bound) as built:
 
 
 def env_example() -> dict[str, str]:
-    """`.env.example` as shipped, parsed as dotenv reads it."""
-    return {name: value or "" for name, value in dotenv_values(ENV_EXAMPLE).items()}
+    """`.env.example` as shipped, as dotenv reads it in a shell that exports none of its
+    variables (each line is `NAME=${NAME:-value}`)."""
+    shipped = dotenv_values(ENV_EXAMPLE, interpolate=False)
+    return {name: interpolated(value or "", {}) for name, value in shipped.items()}
 
 
 def compose_environment() -> dict[str, str]:
