@@ -35,6 +35,8 @@ from taxi_assets.trip_contract import (
 )
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, TripSchema
 
+# The real month the repository ships (2020-10|green), in the release's layout: a mirror offline.
+SAMPLE_SOURCE = Path(__file__).resolve().parent.parent / "sample_source"
 DEFAULT_SOURCE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 # The TLC's own monthly files (Parquet), for the months after the release.
 DEFAULT_TLC_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -250,7 +252,7 @@ def _resolve_host(url: str, safe_url: str) -> None:
                 raise SourceError(
                     f"cannot download {safe_url}: the host {host!r} cannot be resolved "
                     f"({error.strerror}); is this machine offline? TAXI_SOURCE_URL can name a "
-                    "local mirror"
+                    f"local mirror, such as the month this project ships: {SAMPLE_SOURCE}"
                 ) from None
             time.sleep(1.0)
 

@@ -3,6 +3,7 @@
 import gzip
 import threading
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -17,6 +18,7 @@ from taxi_assets_tests.helpers import failure_message, rows_per_file
 from taxi_assets_tests.runs import materialize_load
 
 JAN = TaxiPartition("green", "2019-01")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _retries(result: dg.ExecuteInProcessResult) -> int:
@@ -66,7 +68,10 @@ def test_a_host_that_does_not_resolve_fails_at_once_in_one_line(warehouse):
         "cannot download https://taxi-files.invalid/release/green/green_tripdata_2019-01.csv.gz: "
         "the host 'taxi-files.invalid' cannot be resolved"
     )
-    assert "TAXI_SOURCE_URL can name a local mirror" in message
+    assert message.strip().endswith(
+        "TAXI_SOURCE_URL can name a local mirror, such as the month this project ships: "
+        f"{ROOT / 'sample_source'}"
+    )
     assert "\n" not in message.strip()
     assert _retries(result) == 0
 
