@@ -137,3 +137,20 @@ def test_postgres_tables_have_the_columns_the_course_casts(mirror, load, db):
             f"SELECT count(*) FROM {taxi}_tripdata WHERE vendorid IS NOT NULL"
         ).fetchone()[0]
         assert len(rows) == expected > 0
+
+
+def test_the_readme_loads_the_courses_months_in_one_command():
+    """The recipe's command names the 48 files of the course's local setup: 2019-01 … 2020-12,
+    both colours."""
+    from taxi_assets.backfill import partition_keys
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    recipe = readme[readme.index("### Continue with module 4") :]
+    command = next(line for line in recipe.splitlines() if "-m taxi_assets.backfill" in line)
+    first, last, _, colours = command.split("taxi_assets.backfill ")[1].split()
+
+    keys = partition_keys(first, last, ["green", "yellow"] if colours == "both" else [colours])
+
+    assert len(keys) == 48
+    assert {key.split("|")[0][:4] for key in keys} == {"2019", "2020"}
+    assert {key.split("|")[1] for key in keys} == {"green", "yellow"}

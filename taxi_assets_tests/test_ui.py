@@ -1,6 +1,7 @@
 """The UI in a real browser: `dagster dev` on a free port, headless Chromium driven by
 Playwright. The asset graph shows the taxi and dbt assets; a partition materialised from the
-UI loads its rows. Screenshots land in test-artifacts/."""
+UI loads its rows. The screenshots are the README's pictures (`docs/`): each run of the test
+takes them anew from today's UI, so they cannot drift from it."""
 
 import contextlib
 import os
@@ -24,6 +25,7 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ARTIFACTS = ROOT / "test-artifacts"
+DOCS = ROOT / "docs"  # the README's pictures
 pytestmark = [pytest.mark.browser, pytest.mark.dagster_dev]
 OCTOBER = TaxiPartition("green", "2020-10")
 
@@ -77,7 +79,7 @@ def test_the_asset_graph_shows_the_taxi_and_dbt_assets(browser, ui):
                   "stg_green_tripdata", "dim_zones"):  # fmt: skip
         page.get_by_text(asset, exact=True).filter(visible=True).last.wait_for()
     time.sleep(1)  # let the edges settle for the picture
-    page.screenshot(path=str(ARTIFACTS / "asset_graph.png"))
+    page.screenshot(path=str(DOCS / "asset_graph.png"))
     page.close()
 
 
@@ -105,7 +107,7 @@ def test_a_partition_materialised_from_the_ui_loads_its_rows(browser, ui):
     partitions.get_by_text(OCTOBER.taxi, exact=True).filter(visible=True).first.click()
     partitions.get_by_text("rows_in_table").wait_for()  # the load's metadata
     time.sleep(1)
-    partitions.screenshot(path=str(ARTIFACTS / "partitions.png"))
+    partitions.screenshot(path=str(DOCS / "partitions.png"))
     partitions.close()
     page.close()
 
