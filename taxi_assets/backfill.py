@@ -11,10 +11,11 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import requests
 
-from taxi_assets.partitions import TaxiPartition, month_dimension
+from taxi_assets.partitions import FIRST_MONTH, month_dimension
 from taxi_assets.source import redact_url
 from taxi_assets.trip_schema import TAXI_COLOURS
 
@@ -169,13 +170,32 @@ class DagsterServer:
         )
 
 
+def month_argument(text: str) -> str:
+    """A month as typed (`2019-01`), or a ValueError that names what was typed."""
+    try:
+        is_month = datetime.strptime(text, "%Y-%m").strftime("%Y-%m") == text
+    except ValueError:
+        is_month = False
+    if not is_month:
+        colour = "; the colour goes in --taxi" if "|" in text else ""
+        raise ValueError(f"{text!r} is not a month: YYYY-MM, e.g. 2019-01{colour}")
+    if text < FIRST_MONTH:
+        raise ValueError(f"{text!r}: months start at {FIRST_MONTH}")
+    return text
+
+
 def partition_keys(first: str, last: str, colours: Sequence[str]) -> list[str]:
     """Every `month|colour` key from month `first` to `last`, both included (months of the
     partitions definition: from 2019-01 to the current month)."""
-    start, end = (TaxiPartition.parse(f"{month}|{colours[0]}").month for month in (first, last))
+    start, end = month_argument(first), month_argument(last)
     if end < start:
         raise ValueError(f"{last} comes before {first}")
     months = [month for month in month_dimension.get_partition_keys() if start <= month <= end]
+    if not months:
+        latest = month_dimension.get_last_partition_key()
+        raise ValueError(
+            f"no month from {first} to {last}: months run from {FIRST_MONTH} to {latest}"
+        )
     return [f"{month}|{colour}" for month in months for colour in colours]
 
 

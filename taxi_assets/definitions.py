@@ -3,7 +3,9 @@
 dbt location, `dbt_definitions.py`), and the seeds' getting-started flow (`getting_started.py`).
 
 The settings are read here, once, when the location loads (`settings.py`); what depends on them
-(the load step's kind, pool and retries, the schedules, the resources) is built from them.
+(the load step's kind, pool and retries, the schedules, the resources) is built from them. Loading
+it also sets what a terminal shows of a user error (a wrong partition key) and of a failed run:
+their cause in a line, not a stack trace (`terminal.py`).
 """
 
 import dagster as dg
@@ -22,6 +24,7 @@ from taxi_assets.resources import (
 from taxi_assets.schedules import build_taxi_schedules
 from taxi_assets.sensors import taxi_new_months
 from taxi_assets.settings import Settings
+from taxi_assets.terminal import install_terminal_hooks
 
 
 def _warehouse_jobs(settings: Settings) -> list[dg.JobDefinition]:
@@ -55,5 +58,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
+install_terminal_hooks()
 defs = build_definitions(Settings.for_code_location())
 say_when_history_is_temporary()

@@ -1,10 +1,12 @@
-"""`python -m taxi_assets.summary 2020-10|green`: what a load put in the warehouse, in brief.
+"""`python -m taxi_assets.summary '2020-10|green'`: what a load put in the warehouse, in brief.
 
 Uses the same warehouse settings as the assets (the environment). pandas only holds the small
 result and the 265-row zone lookup, never the month.
 """
 
+import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -69,5 +71,14 @@ def main(key: str) -> int:
     return 0
 
 
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The partition to summarise; without one, the usage and exit status 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m taxi_assets.summary", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("partition", help="a loaded partition, MONTH|COLOUR: '2020-10|green'")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "2020-10|green"))
+    sys.exit(main(parse_arguments().partition))
