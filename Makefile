@@ -19,7 +19,9 @@ demo: export DAGSTER_HOME ?= $(DAGSTER_HOME_DIR)
 $(BIN)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@# setuptools tells every editable install to mind folders named like the package, a
+	@# warning block pip shows; that is this folder's layout on purpose.
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@# dagster-dbt asks for sqlglot[rs]; today's sqlglot no longer uses sqlglotrs, only warns
 	@# on every command that it is installed.
 	$(BIN)/pip uninstall --quiet --yes sqlglotrs

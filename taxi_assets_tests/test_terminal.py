@@ -152,3 +152,23 @@ def test_backfill_names_the_month_the_user_typed(first, last, message, tmp_path)
 
     assert done.returncode == 2
     assert done.stderr == f"{message}\n"
+
+
+def test_the_install_recipe_prints_no_editable_install_warning(tmp_path):
+    """The recipe's own commands (`make -n`), into a new venv: today's pip shows setuptools'
+    "Editable installation" block unless the recipe silences it. (--no-deps: the project only.)"""
+    venv = tmp_path / "venv"
+    dry_run = subprocess.run(
+        ["make", "-n", f"VENV={venv}", f"{venv}/bin/.installed"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    pip_lines = [line for line in dry_run.stdout.splitlines() if "/bin/pip install" in line]
+    assert len(pip_lines) == 2  # pip itself, then the project
+
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    for line in pip_lines:
+        done = subprocess.run(
+            f"{line} --no-deps", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Editable installation" not in done.stderr, done.stderr
