@@ -54,6 +54,8 @@ def _run(*command: str) -> None:
 class FrozenNetwork:
     """here (10.N.2.1) ── router (10.N.2.2 | 10.N.0.1) ── server (10.N.0.2:5432)"""
 
+    port = 5432  # named everywhere: PGPORT, which may point the suite elsewhere, does not apply
+
     def __init__(self) -> None:
         tag = f"{random.randrange(16**4):04x}"
         self.router, self.server_ns = f"taxi-rtr-{tag}", f"taxi-srv-{tag}"
@@ -117,7 +119,8 @@ class FrozenNetwork:
             hba.write(f"host all all {net}.2.0/30 trust\n")
         self._server = subprocess.Popen(
             ["ip", "netns", "exec", self.server_ns, "runuser", "-u", "postgres", "--",
-             str(bindir / "postgres"), "-D", str(data), "-c", f"listen_addresses={self.host}",
+             str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+             "-c", f"listen_addresses={self.host}",
              "-c", f"unix_socket_directories={self._directory}", "-c", "fsync=off"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -134,7 +137,11 @@ class FrozenNetwork:
     def observer(self, database: str = "postgres") -> psycopg.Connection:
         """A connection that never crosses the router (the server's Unix socket)."""
         return psycopg.connect(
-            host=str(self._directory), user="postgres", dbname=database, autocommit=True
+            host=str(self._directory),
+            port=self.port,
+            user="postgres",
+            dbname=database,
+            autocommit=True,
         )
 
     def freeze(self, client_ports: list[int]) -> None:

@@ -5,6 +5,7 @@ transfer or answer slowly (`SourceHandler`)."""
 import collections
 import gzip
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -15,18 +16,39 @@ from taxi_assets.resources import TaxiSource
 from taxi_assets_testkit.local_servers import QuietHandler
 
 
+class Gate:
+    """Holds each request until `count` have arrived (or `timeout` passed), then lets all
+    through: downloads that overlap whatever the machine's speed."""
+
+    def __init__(self, count: int, timeout: float = 120.0):
+        self.count = count
+        self.timeout = timeout
+        self.arrived = 0
+        self.condition = threading.Condition()
+
+    def pass_through(self) -> None:
+        with self.condition:
+            self.arrived += 1
+            self.condition.notify_all()
+            self.condition.wait_for(lambda: self.arrived >= self.count, timeout=self.timeout)
+
+
 class SourceHandler(QuietHandler):
     """Serves files; counts requests per path; can break off a transfer to order."""
 
     hits: ClassVar[collections.Counter] = collections.Counter()
     drops: ClassVar[collections.Counter] = collections.Counter()  # path -> transfers to break off
     delays: ClassVar[dict[str, float]] = {}  # path prefix -> seconds to wait before answering
+    gates: ClassVar[dict[str, "Gate"]] = {}  # path prefix -> requests held until enough arrive
 
     def do_GET(self) -> None:
         self.hits[self.path] += 1
         for prefix, seconds in self.delays.items():
             if self.path.startswith(prefix):
                 time.sleep(seconds)
+        for prefix, gate in self.gates.items():
+            if self.path.startswith(prefix):
+                gate.pass_through()
         if self.drops[self.path] > 0:
             self.drops[self.path] -= 1
             self._send_half()
@@ -87,6 +109,12 @@ class Mirror:
     def break_off(self, partition: TaxiPartition, transfers: int) -> None:
         """The next `transfers` downloads of the file stop halfway (a dropped connection)."""
         SourceHandler.drops[self.url_path(partition)] = transfers
+
+    def hold_until(self, count: int) -> None:
+        """Downloads from this mirror wait until `count` of them are under way (0: no more)."""
+        SourceHandler.gates.pop(f"/{self.directory.name}/", None)
+        if count:
+            SourceHandler.gates[f"/{self.directory.name}/"] = Gate(count)
 
     def slow_down(self, seconds: float) -> None:
         """Every download from this mirror takes at least `seconds` (0: back to full speed)."""

@@ -49,7 +49,8 @@ def warehouse_behind(network: FrozenNetwork) -> Iterator[PostgresWarehouse]:
     """The warehouse resource on the server behind the router, a schema of the test's own."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
     yield PostgresWarehouse(
-        host=network.host, user="postgres", database="postgres", sql_schema=schema,
+        host=network.host, port=network.port, user="postgres", database="postgres",
+        sql_schema=schema,
         dead_connection_seconds=DEAD_SECONDS,
     )  # fmt: skip
     with network.observer() as observer:
@@ -78,7 +79,8 @@ if sys.argv[2] == "project":
         print(*load.connection.execute("SELECT inet_client_port(), pg_backend_pid()").fetchone())
         sys.stdout.flush()
         time.sleep(3600)
-with psycopg.connect(host=warehouse.host, user="postgres", dbname="postgres") as plain:
+with psycopg.connect(host=warehouse.host, port=warehouse.port, user="postgres",
+                     dbname="postgres") as plain:
     print(*plain.execute("SELECT inet_client_port(), pg_backend_pid(), pg_advisory_lock(1)")
           .fetchone()[:2])
     sys.stdout.flush()
