@@ -37,6 +37,10 @@ GROUP = "taxi"
 SOURCE_FILE = dg.AssetKey("taxi_source_file")
 STAGING = dg.AssetKey("taxi_trips_staging")
 TRIPS = dg.AssetKey("taxi_trips")
+# Where a load (or a dbt build) went, `warehouse.kind`: its materialisations' metadata, its run's
+# tag. Every warehouse shares the Dagster home and the asset keys.
+WAREHOUSE_METADATA = "warehouse"
+WAREHOUSE_TAG = "taxi/warehouse"
 
 taxi_source_file = dg.AssetSpec(
     SOURCE_FILE,
@@ -176,7 +180,8 @@ def load_partition(
     schema = TRIP_SCHEMAS[partition.taxi]
     # Kestra's `set_label` task: the run says which file it loads, whoever launched it.
     context.instance.add_run_tags(
-        context.run.run_id, {"taxi": partition.taxi, "file": partition.filename}
+        context.run.run_id,
+        {"taxi": partition.taxi, "file": partition.filename, WAREHOUSE_TAG: warehouse.kind},
     )
     launched_by = _launched_by(context.run.tags)
     progress = Progress(context.log.info, partition.filename)
@@ -257,6 +262,7 @@ def _staging_result(
         asset_key=STAGING,
         metadata={
             "launched_by": launched_by,
+            WAREHOUSE_METADATA: warehouse.kind,
             "source_url": dg.MetadataValue.url(url),
             "source_bytes": size,
             "source_rows": source_rows,
@@ -284,6 +290,7 @@ def _trips_result(
         asset_key=TRIPS,
         metadata={
             "launched_by": launched_by,
+            WAREHOUSE_METADATA: warehouse.kind,
             "source_rows": source_rows,
             "rows_in_table": merged.rows,
             "replaced_rows": merged.replaced_rows,

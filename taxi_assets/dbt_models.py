@@ -7,7 +7,8 @@ loads them. Two kinds of dbt assets:
   `dbt_project/macros/trip_months.sql`), and a backfill of many months is one dbt run.
 - `taxi_dbt_models`: the rest (zones, staging views, counts of dropped rows), unpartitioned.
 dbt tests become asset checks. After a file loads, the sensor `taxi_dbt_after_loads` rebuilds
-the months that file holds trips of: its own and the one before it.
+the months that file holds trips of, on the warehouse the file went to (every materialisation
+records its warehouse): its own month, and the one before it if that one's facts were built.
 
 All of it is built for the settings' warehouse (`build_taxi_dbt`: its dbt target, manifest and
 pool). The manifest Dagster reads is made by `dbt parse` whenever it is missing, older than a
@@ -40,7 +41,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from taxi_assets.assets import TRIPS
+from taxi_assets.assets import TRIPS, WAREHOUSE_METADATA, WAREHOUSE_TAG
 from taxi_assets.partitions import TaxiPartition, month_dimension
 from taxi_assets.settings import Settings
 from taxi_assets.warehouses.base import TaxiWarehouse
@@ -142,10 +143,31 @@ def _build(
     warehouse: TaxiWarehouse,
     args: list[str],
 ) -> Iterator:
+    context.instance.add_run_tags(context.run.run_id, {WAREHOUSE_TAG: warehouse.kind})
+    recorded = {WAREHOUSE_METADATA: warehouse.kind, LOADS_SEEN: last_trip_load(context.instance)}
     with warehouse.exclusive_access():  # DuckDB: no load may write while dbt builds
         events = dbt.cli(["build", *args], context=context).stream()
         # Row counts come from a second, in-process connection: not for a single-file warehouse.
-        yield from events if warehouse.single_file else events.fetch_row_counts()
+        built = events if warehouse.single_file else events.fetch_row_counts()
+        yield from (_with_metadata(event, recorded) for event in built)
+
+
+# A dbt materialisation's metadata: the storage id of the last trip load recorded before its
+# dbt build began; the loads up to it are in what it built.
+LOADS_SEEN = "trip_loads_seen"
+
+
+def last_trip_load(instance: dg.DagsterInstance) -> int:
+    """The storage id of the latest trip load of any warehouse (0: none yet)."""
+    records = instance.fetch_materializations(TRIPS, limit=1).records
+    return records[0].storage_id if records else 0
+
+
+def _with_metadata(event: Any, metadata: Mapping[str, Any]) -> Any:
+    """A dbt materialisation with `metadata` added (other events as they are)."""
+    if isinstance(event, dg.Output | dg.AssetMaterialization):
+        return event.with_metadata({**event.metadata, **metadata})
+    return event
 
 
 @dataclass(frozen=True)
@@ -185,7 +207,7 @@ def build_taxi_dbt(settings: Settings) -> TaxiDbt:
     ) -> Iterator:
         yield from _build(context, dbt, warehouse, ["--vars", json.dumps(months_built(context))])
 
-    after_loads = build_dbt_after_loads(taxi_dbt_models, taxi_dbt_months)
+    after_loads = build_dbt_after_loads(taxi_dbt_models, taxi_dbt_months, settings.warehouse)
     return TaxiDbt(project, taxi_dbt_models, taxi_dbt_months, after_loads)
 
 
@@ -203,15 +225,6 @@ taxi_dbt_job = dg.define_asset_job(
     ),
     selection=dg.AssetSelection.groups(DBT_GROUP),
 )
-
-
-def months_of_file(month: str, months: list[str]) -> list[str]:
-    """The fact months a file's trips fall in: its own, and the one before (trips that began on
-    the evening before the month)."""
-    if month not in months:
-        return []
-    index = months.index(month)
-    return months[max(index - 1, 0) : index + 1]
 
 
 def month_ranges(months: set[str], keys: list[str]) -> list[tuple[str, str]]:
@@ -254,9 +267,10 @@ def loads_under_way(instance: dg.DagsterInstance) -> int:
 
 
 def build_dbt_after_loads(
-    models: dg.AssetsDefinition, facts: dg.AssetsDefinition
+    models: dg.AssetsDefinition, facts: dg.AssetsDefinition, warehouse: str
 ) -> dg.SensorDefinition:
-    """`taxi_dbt_after_loads` for these two dbt asset definitions (`build_taxi_dbt`)."""
+    """`taxi_dbt_after_loads` for these two dbt asset definitions on `warehouse`
+    (`build_taxi_dbt`)."""
 
     @dg.sensor(
         name="taxi_dbt_after_loads",
@@ -264,48 +278,126 @@ def build_dbt_after_loads(
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Once no trip load is under way, rebuilds the facts of the months the files loaded "
-            "since hold trips of (a file's month and the one before it), one run per stretch of "
-            "consecutive months. The unpartitioned models are built too while any is missing."
+            f"Once no trip load is under way, rebuilds on {warehouse} the facts of the months "
+            "that the files loaded into it since hold trips of (a file's month, and the one "
+            "before it if its facts were built), unless they were built after that load; one "
+            "run per stretch of consecutive months. The unpartitioned models are built too "
+            "while any is missing."
         ),
     )
     def dbt_after_loads(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        return _after_loads(context, models, facts)
+        return _after_loads(context, models, facts, warehouse)
 
     return dbt_after_loads
 
 
+def recorded_warehouse(record: dg.EventLogRecord) -> str | None:
+    """The warehouse a materialisation went to, as its metadata says (None: not recorded)."""
+    materialization = record.asset_materialization
+    value = materialization and materialization.metadata.get(WAREHOUSE_METADATA)
+    return None if value is None else str(value.value)
+
+
+def loads_seen(
+    instance: dg.DagsterInstance, key: dg.AssetKey, months: set[str], warehouse: str
+) -> dict[str, int]:
+    """What the latest build of each month's `key` on `warehouse` saw (`LOADS_SEEN`); months
+    never built there are left out. Newest records first, page by page."""
+    seen: dict[str, int] = {}
+    records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=sorted(months))
+    cursor = None
+    while months - seen.keys():
+        result = instance.fetch_materializations(records_filter, limit=1000, cursor=cursor)
+        for record in result.records:
+            month, metadata = record.partition_key, record.asset_materialization.metadata
+            if month not in seen and recorded_warehouse(record) == warehouse:
+                seen[month] = int(metadata[LOADS_SEEN].value)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return seen
+
+
+def facts_seen(
+    instance: dg.DagsterInstance, facts: dg.AssetsDefinition, months: set[str], warehouse: str
+) -> dict[str, int]:
+    """The loads each month's facts on `warehouse` were last built with (`LOADS_SEEN`): the
+    least of its facts' (a month one of whose facts was never built there is left out)."""
+    seen = [loads_seen(instance, key, months, warehouse) for key in facts.keys]
+    every_fact_built = set(months).intersection(*seen)
+    return {month: min(fact[month] for fact in seen) for month in every_fact_built}
+
+
+def never_built(instance: dg.DagsterInstance, models: dg.AssetsDefinition, warehouse: str) -> bool:
+    """Whether any unpartitioned model was never built on `warehouse`."""
+    return any(not built_on(instance, key, warehouse) for key in models.keys)
+
+
+def built_on(instance: dg.DagsterInstance, key: dg.AssetKey, warehouse: str) -> bool:
+    """Whether `key` has a materialisation on `warehouse`, newest records first."""
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(key, limit=100, cursor=cursor)
+        if any(recorded_warehouse(record) == warehouse for record in result.records):
+            return True
+        if not result.has_more:
+            return False
+        cursor = result.cursor
+
+
+def stale_months(
+    instance: dg.DagsterInstance,
+    facts: dg.AssetsDefinition,
+    loads: list[dg.EventLogRecord],
+    warehouse: str,
+) -> set[str]:
+    """The months whose facts on `warehouse` miss a file of `loads` (all into it): each file's
+    own month, and the month before it (trips that began on the evening before) if its facts
+    were built; either one only if its last build began before that load."""
+    keys = month_dimension.get_partition_keys()
+    loaded = {load.storage_id: TaxiPartition.from_key(load.partition_key).month for load in loads}
+    own = {load: month for load, month in loaded.items() if month in keys}
+    before = {load: keys[keys.index(month) - 1] for load, month in own.items() if keys.index(month)}
+    seen = facts_seen(instance, facts, {*own.values(), *before.values()}, warehouse)
+    return {month for load, month in own.items() if seen.get(month, 0) < load} | {
+        month for load, month in before.items() if month in seen and seen[month] < load
+    }
+
+
 def _after_loads(
-    context: dg.SensorEvaluationContext, models: dg.AssetsDefinition, facts: dg.AssetsDefinition
+    context: dg.SensorEvaluationContext,
+    models: dg.AssetsDefinition,
+    facts: dg.AssetsDefinition,
+    warehouse: str,
 ) -> dg.SensorResult | dg.SkipReason:
     loading = loads_under_way(context.instance)
     if loading:
         return dg.SkipReason(f"waiting for {loading} trip load(s) to end")
-    after = int(context.cursor or 0)
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=TRIPS, after_storage_id=after), limit=1000, ascending=True
+        dg.AssetRecordsFilter(asset_key=TRIPS, after_storage_id=int(context.cursor or 0)),
+        limit=1000,
+        ascending=True,
     ).records
-    keys = month_dimension.get_partition_keys()
-    months = {
-        month
+    if not records:
+        return dg.SkipReason("no trip load since the last evaluation")
+    cursor = str(records[-1].storage_id)
+    loads = [
+        record
         for record in records
-        if record.partition_key
-        for month in months_of_file(TaxiPartition.from_key(record.partition_key).month, keys)
-    }
+        if record.partition_key and recorded_warehouse(record) == warehouse
+    ]
+    months = stale_months(context.instance, facts, loads, warehouse)
     if not months:
         return dg.SensorResult(
-            skip_reason="no trip load since the last rebuild",
-            cursor=str(records[-1].storage_id) if records else context.cursor,
+            skip_reason=f"the facts on {warehouse} are up to date with its loads", cursor=cursor
         )
-    setup = any(
-        context.instance.get_latest_materialization_event(key) is None for key in models.keys
-    )
+    setup = never_built(context.instance, models, warehouse)
     selection = [*facts.keys, *(models.keys if setup else [])]
-    last_seen = records[-1].storage_id
+    keys = month_dimension.get_partition_keys()
     return dg.SensorResult(
         run_requests=[
-            _rebuild_request(first, last, selection, last_seen)
+            _rebuild_request(first, last, selection, records[-1].storage_id)
             for first, last in month_ranges(months, keys)
         ],
-        cursor=str(last_seen),
+        cursor=cursor,
     )

@@ -20,7 +20,7 @@ from dagster._core.storage.tags import (
 )
 
 from taxi_assets.assets import TRIPS
-from taxi_assets.dbt_models import DBT_PROJECT_DIR
+from taxi_assets.dbt_models import DBT_PROJECT_DIR, build_dbt_after_loads
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse
@@ -136,10 +136,11 @@ def test_dbt_tests_are_asset_checks_and_a_failing_one_shows(dbt_env, loaded_mont
     assert not result.success  # an error-severity test fails `dbt build`
 
 
-def _run_requests(instance: dg.DagsterInstance, cursor: str | None):
-    """One evaluation of the sensor that rebuilds facts after loads."""
+def _run_requests(instance: dg.DagsterInstance, cursor: str | None, warehouse: str = "duckdb"):
+    """One evaluation of the sensor that rebuilds facts after loads into `warehouse`."""
     context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    result = taxi_dbt().after_loads(context)
+    dbt = taxi_dbt()
+    result = build_dbt_after_loads(dbt.models, dbt.months, warehouse)(context)
     if isinstance(result, dg.SkipReason):
         return [], cursor
     return result.run_requests or [], result.cursor
@@ -148,7 +149,9 @@ def _run_requests(instance: dg.DagsterInstance, cursor: str | None):
 def test_the_facts_wait_for_loads_under_way_then_rebuild_their_months_once():
     with dg.instance_for_test() as instance:
         for key in ("2019-05|green", "2019-06|yellow", "2019-09|green"):
-            instance.report_runless_asset_event(dg.AssetMaterialization(TRIPS, partition=key))
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(TRIPS, partition=key, metadata={"warehouse": "duckdb"})
+            )
         loading = dg.DagsterRun(job_name="taxi_trips_job", status=dg.DagsterRunStatus.STARTED,
                                asset_selection=frozenset({TRIPS}))  # fmt: skip
         instance.add_run(loading)
@@ -160,8 +163,8 @@ def test_the_facts_wait_for_loads_under_way_then_rebuild_their_months_once():
 
     assert waiting == [] and cursor is not None
     assert [_summary(request) for request in requests] == [
-        (None, "2019-04", "2019-06", True),  # May's file holds trips of April
-        (None, "2019-08", "2019-09", True),
+        (None, "2019-05", "2019-06", True),  # (April's facts, never built, are not rebuilt)
+        ("2019-09", None, None, True),
     ]
     assert again == []
 
@@ -209,7 +212,7 @@ def test_facts_rebuilt_month_by_month_in_any_order_equal_a_full_rebuild(
                     rows[8][GREEN.pickup] = "2019-03-01 00:00:05"  # after its month
                     write_csv_gz(mirror.path(partition), csv_lines(GREEN, rows))
                 assert load(str(partition.key), instance=instance).success
-            requests, cursor = _run_requests(instance, cursor)
+            requests, cursor = _run_requests(instance, cursor, warehouse.kind)
             requested.append([_summary(request) for request in requests])
             for request in requests:
                 _execute(request, warehouse, instance)
@@ -217,9 +220,9 @@ def test_facts_rebuilt_month_by_month_in_any_order_equal_a_full_rebuild(
         revenue_monthly = _table(db, "dm_monthly_zone_revenue", "1, 2, 3")
 
     assert requested == [
-        [(None, "2019-02", "2019-03", True)],  # 2019-03's file holds trips of 2019-02 too
+        [("2019-03", None, None, True)],  # (its file's trips of 2019-02: with 2019-02's file)
         [(None, "2019-01", "2019-02", False)],  # (2019-01: the first month, none before it)
-        [(None, "2019-01", "2019-02", False)],  # the re-load
+        [(None, "2019-01", "2019-02", False)],  # the re-load, and the month before it, built
     ]
     taxi_dbt().resource(warehouse.kind).cli(["build", "--full-refresh"]).wait()
 
