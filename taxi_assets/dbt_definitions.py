@@ -13,6 +13,7 @@ from taxi_assets.dagster_home import say_when_history_is_temporary
 from taxi_assets.dbt_models import build_taxi_dbt, taxi_dbt_job
 from taxi_assets.resources import warehouse_resource
 from taxi_assets.settings import Settings
+from taxi_assets.terminal import install_terminal_hooks
 
 
 def build_dbt_definitions(settings: Settings) -> dg.Definitions:
@@ -28,3 +29,4 @@ def build_dbt_definitions(settings: Settings) -> dg.Definitions:
 
 defs = build_dbt_definitions(Settings.for_code_location())
 say_when_history_is_temporary()
+install_terminal_hooks()

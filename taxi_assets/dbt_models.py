@@ -145,11 +145,19 @@ def _build(
 ) -> Iterator:
     context.instance.add_run_tags(context.run.run_id, {WAREHOUSE_TAG: warehouse.kind})
     recorded = {WAREHOUSE_METADATA: warehouse.kind, LOADS_SEEN: last_trip_load(context.instance)}
-    with warehouse.exclusive_access():  # DuckDB: no load may write while dbt builds
-        events = dbt.cli(["build", *args], context=context).stream()
-        # Row counts come from a second, in-process connection: not for a single-file warehouse.
-        built = events if warehouse.single_file else events.fetch_row_counts()
-        yield from (_with_metadata(event, recorded) for event in built)
+    try:
+        with warehouse.exclusive_access():  # DuckDB: no load may write while dbt builds
+            events = dbt.cli(["build", *args], context=context).stream()
+            # Row counts come from a second, in-process connection: not for a single-file
+            # warehouse.
+            built = events if warehouse.single_file else events.fetch_row_counts()
+            yield from (_with_metadata(event, recorded) for event in built)
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        # As for a load: Ctrl-C, a SIGTERM or the UI's Terminate end the run in one line.
+        raise dg.Failure(
+            description="dbt build interrupted (Ctrl-C, SIGTERM or Terminate); not retried",
+            allow_retries=False,
+        ) from None
 
 
 # A dbt materialisation's metadata: the storage id of the last trip load recorded before its

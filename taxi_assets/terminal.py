@@ -1,9 +1,9 @@
 """What a terminal shows of this location: a user error or a failed run as its cause, in a few
 lines, without Dagster's stack traces (the run's page in the UI keeps them).
 
-`install_terminal_hooks()` runs once when `definitions.py` loads, in every process that loads
-the location (a CLI command, a code server, a run worker). It has two effects, both limited to
-what is printed:
+`install_terminal_hooks()` runs once when a code location loads (`definitions.py`,
+`dbt_definitions.py`), in every process that loads it (a CLI command, a code server, a run
+worker). It has two effects, both limited to what is printed:
 
 - `sys.excepthook`, which Python calls only for an exception nothing caught, just before the
   process ends (a CLI command; a code server or a run worker catch their own), is wrapped: a

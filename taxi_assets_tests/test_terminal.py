@@ -5,8 +5,10 @@ need. Real CLI subprocesses, from the project folder."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -172,3 +174,28 @@ def test_the_install_recipe_prints_no_editable_install_warning(tmp_path):
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "Editable installation" not in done.stderr, done.stderr
+
+
+def test_ctrl_c_during_a_dbt_build_is_its_cause_in_a_line(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) while dbt runs: the run fails with one
+    line saying so, and nothing of this project or dagster-dbt prints a traceback."""
+    command = [str(BIN / "dg"), "launch", "-m", "taxi_assets.dbt_definitions", "--job",
+               "taxi_dbt_job", "--partition", "2020-10"]  # fmt: skip
+    log = tmp_path / "out.log"
+    with log.open("w") as out:
+        launched = subprocess.Popen(
+            command, cwd=ROOT, env=_env(tmp_path), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal's process group, for the Ctrl-C
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while "Running dbt command" not in log.read_text():
+        assert launched.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    os.killpg(launched.pid, signal.SIGINT)
+    launched.wait(timeout=120)
+
+    output = log.read_text()
+    assert launched.returncode != 0
+    assert "dbt build interrupted (Ctrl-C, SIGTERM or Terminate); not retried" in output
+    frames = [line for line in output.splitlines() if line.lstrip().startswith('File "')]
+    assert not [frame for frame in frames if "taxi_assets" in frame or "dagster_dbt" in frame]
