@@ -1,5 +1,6 @@
 # The code of the docker compose stack: the Dagster webserver and daemon run from this image.
 FROM python:3.11-slim
+LABEL org.opencontainers.image.title=taxi_assets
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \

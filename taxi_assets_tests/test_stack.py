@@ -22,9 +22,11 @@ from taxi_assets_tests.compose_stack import (
     docker_engine,
     filled_env_file,
     repository_copy,
+    run,
 )
 
 pytestmark = pytest.mark.stack
+IMAGE_LABEL = "org.opencontainers.image.title=taxi_assets"  # the Dockerfile's
 MONTH = "2020-10|green"
 SOURCE_FILE = ROOT / "sample_source" / "green" / "green_tripdata_2020-10.csv.gz"
 OVERRIDE = """
@@ -67,6 +69,8 @@ def stack(tmp_path_factory):
             (ROOT / "test-artifacts").mkdir(exist_ok=True)
             (ROOT / "test-artifacts" / "stack.log").write_text(stack.logs())
             stack.compose("down", "--volumes", "--timeout", "20")
+            # The images earlier builds left without a name (this project's only).
+            run(["docker", "image", "prune", "--force", "--filter", f"label={IMAGE_LABEL}"])
 
 
 def trip_rows(stack: ComposeStack) -> dict[str, int]:
