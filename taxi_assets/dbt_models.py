@@ -42,6 +42,7 @@ from dagster_dbt import (
 )
 
 from taxi_assets.assets import TRIPS, WAREHOUSE_METADATA, WAREHOUSE_TAG
+from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.partitions import TaxiPartition, month_dimension
 from taxi_assets.settings import Settings
 from taxi_assets.warehouses.base import TaxiWarehouse
@@ -271,7 +272,9 @@ def loads_under_way(instance: dg.DagsterInstance) -> int:
     them, so a backfill gives one rebuild at its end, and on DuckDB dbt does not queue between
     loads for the file."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED), limit=1000)
-    return sum(TRIPS in (run.asset_selection or ()) for run in runs)
+    return sum(
+        TRIPS in (run.asset_selection or ()) or run.job_name == taxi_trips_job.name for run in runs
+    )
 
 
 def build_dbt_after_loads(

@@ -146,14 +146,15 @@ def _run_requests(instance: dg.DagsterInstance, cursor: str | None, warehouse: s
     return result.run_requests or [], result.cursor
 
 
-def test_the_facts_wait_for_loads_under_way_then_rebuild_their_months_once():
+@pytest.mark.parametrize("selection", [frozenset({TRIPS}), None])  # the UI's; `dg launch --job`
+def test_the_facts_wait_for_loads_under_way_then_rebuild_their_months_once(selection):
     with dg.instance_for_test() as instance:
         for key in ("2019-05|green", "2019-06|yellow", "2019-09|green"):
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(TRIPS, partition=key, metadata={"warehouse": "duckdb"})
             )
         loading = dg.DagsterRun(job_name="taxi_trips_job", status=dg.DagsterRunStatus.STARTED,
-                               asset_selection=frozenset({TRIPS}))  # fmt: skip
+                               asset_selection=selection)  # fmt: skip
         instance.add_run(loading)
 
         waiting, cursor = _run_requests(instance, None)

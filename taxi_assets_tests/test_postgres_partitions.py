@@ -196,10 +196,12 @@ def test_an_open_write_on_one_colour_never_holds_a_load_of_the_other(mirror, loa
     }
 
 
-def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, load, db):
+def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, load, db, caplog):
     """Re-loading a month detaches its old partition, which needs the table to itself for a
     moment. While a long query holds the table, the swap waits in short attempts, so other
-    readers keep getting answers; once the long query ends, the swap goes through."""
+    readers keep getting answers, and says so every `PARTITION_WAIT_LOG_SECONDS` (not at each
+    attempt); once the long query ends, the swap goes through."""
+    caplog.set_level(logging.INFO)
     write_month(mirror.directory, GREEN, JAN, 300, seed=1)
     load("2019-01|green")
     write_month(mirror.directory, GREEN, JAN, 200, seed=2)
@@ -210,6 +212,7 @@ def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, lo
         long_reader.execute(f"SELECT count(*) FROM {table}").fetchone()
         reload = threading.Thread(target=load, args=("2019-01|green",))
         reload.start()
+        started = time.monotonic()
         with psycopg.connect(**dsn, autocommit=True) as watcher:
             wait_until_swap_waits(watcher)
             answered_during_swap = 0
@@ -221,10 +224,13 @@ def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, lo
         assert reload.is_alive(), "the swap must wait for the long reader"
         long_reader.rollback()
     reload.join(timeout=60)
+    waited = time.monotonic() - started
 
     assert answered_during_swap == 3
     assert not reload.is_alive()
     assert fingerprint(db, "green_tripdata")[0] == 200
+    said = caplog.text.count("is in use by another session")
+    assert said <= waited // postgres.PARTITION_WAIT_LOG_SECONDS, (said, waited)
 
 
 def wait_until_swap_waits(watcher: psycopg.Connection, timeout: float = 60.0) -> None:

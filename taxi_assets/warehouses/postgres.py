@@ -702,7 +702,7 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
         """`attempt` (a transaction that sets a short `lock_timeout`), tried again while other
         sessions hold the table: a long reader delays it instead of queueing every other reader
         behind it. Logged while it lasts; given up after `SWAP_DEADLINE_SECONDS`."""
-        started = time.monotonic()
+        started = said = time.monotonic()
         while True:
             try:
                 return attempt()
@@ -713,10 +713,12 @@ class _PostgresPartitionLoad(SqlPartitionLoad):
                         f"{self.sql_schema}.{self.schema.table} stayed locked by other "
                         f"sessions for {waited:.0f}s: {what} did not happen"
                     ) from None
-                dg.get_dagster_logger().info(
-                    f"{self.schema.table} is in use by another session (a long query?); "
-                    f"retrying {what} ({waited:.0f}s so far)"
-                )
+                if time.monotonic() - said >= PARTITION_WAIT_LOG_SECONDS:
+                    dg.get_dagster_logger().info(
+                        f"{self.schema.table} is in use by another session (a long query?); "
+                        f"retrying {what} ({waited:.0f}s so far)"
+                    )
+                    said = time.monotonic()
                 time.sleep(1.0)
 
     def _set_lock_timeout(self) -> None:
