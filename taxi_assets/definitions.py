@@ -17,6 +17,7 @@ from taxi_assets.getting_started import getting_started_assets, getting_started_
 from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.resources import (
     duckdb_resource,
+    fixed_by_operator,
     products_source_resource,
     source_resource,
     warehouse_resource,
@@ -43,13 +44,17 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[taxi_trips_job, getting_started_job, *_warehouse_jobs(settings)],
         schedules=build_taxi_schedules(settings),
         sensors=[taxi_new_months],
+        # The operator's settings: a run's config cannot point them elsewhere.
         resources={
-            "source": source_resource(settings),
-            "warehouse": warehouse_resource(settings),
-            # The getting-started group: its products, and the embedded DuckDB file it always
-            # uses.
-            "products_source": products_source_resource(settings),
-            "duckdb_file": duckdb_resource(settings),
+            name: fixed_by_operator(resource)
+            for name, resource in {
+                "source": source_resource(settings),
+                "warehouse": warehouse_resource(settings),
+                # The getting-started group: its products, and the embedded DuckDB file it always
+                # uses.
+                "products_source": products_source_resource(settings),
+                "duckdb_file": duckdb_resource(settings),
+            }.items()
         },
         # A partition run is a handful of steps that mostly wait on the database: one process is
         # enough, and a kill of the run process takes the whole run (and its transaction) with

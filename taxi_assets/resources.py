@@ -3,7 +3,9 @@
 This is the analogue of Kestra's `pluginDefaults`: one place that says which server to use.
 A variable that is set becomes a `dg.EnvVar` (the UI shows its name, never its value); an unset
 one falls back to the libpq-style default. The code locations build them (`definitions.py`,
-`dbt_definitions.py`) from the settings they read (`settings.py`).
+`dbt_definitions.py`) from the settings they read (`settings.py`), fixed by the operator
+(`fixed_by_operator`): a run chooses its months and options, never where data comes from or
+goes to, nor the credentials.
 """
 
 from pathlib import Path
@@ -203,6 +205,26 @@ def products_source_resource(settings: Settings) -> dg.ConfigurableResource:
     from taxi_assets.getting_started import DEFAULT_PRODUCTS_URL, ProductsSource
 
     return ProductsSource(url=_env(settings, "PRODUCTS_URL", DEFAULT_PRODUCTS_URL))
+
+
+def fixed_by_operator(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
+    """The resource with its settings fixed: a run's config cannot set any of them."""
+    definition = resource.get_resource_definition()
+    settings = definition.config_schema.default_value
+    return definition.configured(
+        settings, config_schema={}, description=_where_settings_come_from(settings)
+    )
+
+
+def _where_settings_come_from(settings: dict[str, object]) -> str:
+    """For the UI: the variables the resource's settings come from (names, never values)."""
+    variables = [
+        f"{field} ({value['env']})"
+        for field, value in settings.items()
+        if isinstance(value, dict) and "env" in value
+    ]
+    read = f" Read from the environment: {', '.join(variables)}." if variables else ""
+    return f"Set by the operator; a run's config cannot change it.{read}"
 
 
 def load_env_file() -> None:
