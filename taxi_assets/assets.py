@@ -176,7 +176,7 @@ def load_partition(
     warehouse: TaxiWarehouse,
 ) -> Iterator[dg.MaterializeResult]:
     """Download one partition's file, stage its rows, merge them into the trip table."""
-    partition = TaxiPartition.from_key(context.partition_key)
+    partition = _run_partition(context)
     schema = TRIP_SCHEMAS[partition.taxi]
     # Kestra's `set_label` task: the run says which file it loads, whoever launched it.
     context.instance.add_run_tags(
@@ -236,6 +236,15 @@ def load_partition(
     yield _trips_result(
         warehouse, schema, partition, merged, csv.rows, started, merge_started, launched_by
     )
+
+
+def _run_partition(context: dg.AssetExecutionContext) -> TaxiPartition:
+    """The run's partition, checked before anything is read or written: a key that is not a
+    partition (a run's tags can carry any) fails the step at once, not retried."""
+    try:
+        return TaxiPartition.of_run(str(context.partition_key))
+    except ValueError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
 def _launched_by(tags: Mapping[str, str]) -> str:

@@ -51,6 +51,15 @@ class TaxiPartition:
             raise ValueError(f"{text!r}: months start at {FIRST_MONTH}")
         return cls(taxi=parts[1], month=parts[0])
 
+    @classmethod
+    def of_run(cls, key: str) -> "TaxiPartition":
+        """The partition a run's key names (its tags can say anything), or a ValueError in a
+        line when the partitions definition has no such key."""
+        partition = cls.parse(key)
+        if not month_dimension.has_partition_key(partition.month):
+            raise ValueError(f"{key!r}: no such month yet (months run to the current one)")
+        return partition
+
     @property
     def key(self) -> dg.MultiPartitionKey:
         return dg.MultiPartitionKey({"taxi": self.taxi, "month": self.month})
