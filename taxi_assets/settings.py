@@ -24,9 +24,16 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from taxi_assets.source import DEFAULT_SOURCE_URL, DEFAULT_TLC_URL, SourceError, check_source_url
+from taxi_assets.source import (
+    DEFAULT_SOURCE_URL,
+    DEFAULT_TLC_URL,
+    SourceError,
+    check_source_url,
+    fetch_path,
+)
 
 WAREHOUSE_KINDS = ("duckdb", "postgres", "bigquery")
 SOURCE_KINDS = ("auto", "release", "tlc")
@@ -149,7 +156,7 @@ def check_variables(values: Mapping[str, str]) -> None:
         check_schema_name(name, values.get(name, ""))
     check_duckdb_path(values.get("TAXI_DUCKDB_PATH"))
     if "PRODUCTS_URL" in values:
-        check_url("PRODUCTS_URL", values["PRODUCTS_URL"])
+        check_url("PRODUCTS_URL", values["PRODUCTS_URL"], local="file")
 
 
 def check_whole_number(
@@ -200,12 +207,19 @@ def check_duckdb_path(path: str | None) -> None:
         raise SettingError(f"TAXI_DUCKDB_PATH={path!r}: a file's path, not an existing directory")
 
 
-def check_url(name: str, url: str) -> None:
-    """A URL or path the project can read from (`check_source_url`), named after its variable."""
+def check_url(name: str, url: str, local: str = "folder") -> None:
+    """A URL or path the project can read from (`check_source_url`), named after its variable; a
+    local one (a path, `file://`) must exist, as a `local` ("folder" or "file"): else every
+    month would read as "not published"."""
     try:
         check_source_url(url)
     except SourceError as error:
         raise SettingError(f"{name}={error}") from None
+    if urlsplit(url).scheme.lower() not in ("", "file"):
+        return
+    path = fetch_path(url)
+    if not (path.is_dir() if local == "folder" else path.is_file()):
+        raise SettingError(f"{name}={url!r}: no such {local} on this machine ({path.resolve()})")
 
 
 def check_bigquery_variables(values: Mapping[str, str]) -> None:

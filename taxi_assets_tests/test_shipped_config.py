@@ -84,6 +84,10 @@ BAD_VALUES = [
     ("TAXI_SOURCE_URL", "s3://nyc-tlc/trip data", "postgres"),
     ("TAXI_TLC_URL", "ftp://mirror.example/trip-data", "postgres"),
     ("PRODUCTS_URL", "ftp://mirror.example/products", "duckdb"),
+    # A local source that is not there: not "not published" on every month later.
+    ("TAXI_SOURCE_URL", "/no/such/mirror", "duckdb"),
+    ("TAXI_TLC_URL", "file:///no/such/mirror", "duckdb"),
+    ("PRODUCTS_URL", "/no/such/products.json", "duckdb"),
     ("GCP_CREDENTIALS_JSON", SECRET_KEY, "bigquery"),
     ("GCP_CREDENTIALS_JSON", '["s3cr3t-key-material"]', "bigquery"),
     ("GCP_DATASET", "my-dataset", "bigquery"),
