@@ -10,7 +10,9 @@ import concurrent.futures
 import csv
 import errno
 import gzip
+import io
 import math
+import os
 import re
 import socket
 import time
@@ -283,6 +285,68 @@ def _raise_for_status(response: requests.Response, safe_url: str) -> None:
         raise SourceUnavailable(f"the source failed for {safe_url}: HTTP {response.status_code}")
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class GzipMembers(io.RawIOBase):
+    """A gzip file's data, member after member, as gzip(1) reads it, except for what follows the
+    last member: any byte there, zero padding too, is refused (DuckDB's reader refuses it, so no
+    warehouse takes it). Memory stays flat: each read decompresses at most what it returns."""
+
+    def __init__(self, raw: io.BufferedReader, name: str):
+        self._raw = raw
+        self._name = name
+        self._decompressor = zlib.decompressobj(wbits=31)  # gzip framing, CRC and length checked
+        self._input = b""
+        self._started = False
+        self.position = 0  # decompressed bytes returned so far
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        """Decompress into `buffer`; 0 at the end of the last member."""
+        while True:
+            if self._decompressor.eof and not self._next_member():
+                return 0
+            if not self._input:
+                self._input = self._raw.read(CHUNK_BYTES)
+                if not self._input:
+                    if not self._started:
+                        return 0  # an empty file: the header check says so
+                    raise EOFError("the gzip stream ends before its end-of-stream marker")
+            self._started = True
+            data = self._decompressor.decompress(self._input, len(buffer))
+            self._input = self._decompressor.unconsumed_tail
+            if data:
+                buffer[: len(data)] = data
+                self.position += len(data)
+                return len(data)
+
+    def _next_member(self) -> bool:
+        """Start the next gzip member after the one just ended (False: the file ends here)."""
+        rest = self._decompressor.unused_data
+        if len(rest) < len(GZIP_MAGIC):
+            rest += self._raw.read(CHUNK_BYTES)
+        if not rest:
+            return False
+        if not rest.startswith(GZIP_MAGIC):
+            raise SourceError(self._trailing_bytes(rest))
+        self._decompressor = zlib.decompressobj(wbits=31)
+        self._input = rest
+        return True
+
+    def _trailing_bytes(self, rest: bytes) -> str:
+        """The error for bytes after the last gzip member that begin with `rest`."""
+        stream_end = self._raw.tell() - len(rest)
+        trailing = os.fstat(self._raw.fileno()).st_size - stream_end
+        what = "zero padding" if not rest.strip(b"\0") else f"starting {rest[:8]!r}"
+        return (
+            f"{self._name}: {trailing:,} bytes after the end of its gzip stream ({what}), which "
+            "not every reader accepts: not loaded; rewrite it whole (gunzip -c, then gzip)"
+        )
+
+
 # Lines that are no trip, and what to call them.
 _NOT_A_TRIP = {
     b"": "a blank line",
@@ -329,10 +393,11 @@ class TripCsv:
 
     def _open(self) -> None:
         self._raw = self.path.open("rb")  # closed by close() / __exit__
-        self._gzip = gzip.GzipFile(fileobj=self._raw, mode="rb")
+        self._members = GzipMembers(self._raw, self.name)
+        self._gzip = io.BufferedReader(self._members, CHUNK_BYTES)
 
     def _close_files(self) -> None:
-        self._gzip.close()  # leaves its file object open
+        self._gzip.close()
         self._raw.close()
 
     def describe_progress(self, elapsed: float) -> str:
@@ -540,10 +605,7 @@ class TripCsv:
         return f"{self.name} is not a valid gzip file ({where}): {error}"
 
     def _gzip_offset(self) -> int:
-        try:
-            return self._gzip.tell()
-        except (OSError, ValueError):
-            return 0
+        return self._members.position
 
 
 def too_many_rows(name: str, max_rows: int) -> str:

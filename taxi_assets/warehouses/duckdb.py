@@ -295,10 +295,21 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
     def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
         try:
             return self.connection.execute(query.replace("%s", "?"), list(params)).fetchall()
-        except duckdb.InterruptException:
+        except duckdb.Error as error:
             if self._csv is not None:
-                self._csv.counted_rows()  # the count's error, if the interrupt was its
+                self._raise_file_error(error, self._csv)
             raise
+
+    @staticmethod
+    def _raise_file_error(error: duckdb.Error, csv: TripCsv) -> None:
+        """The file's fault, if it is: the line count's verdict on the file (it reads the same
+        bytes, so both warehouses say the same), else a gzip stream DuckDB's reader refuses.
+        (The count is waited for anyway: closing the file waits for its thread.)"""
+        csv.counted_rows()
+        if "GZIP" in str(error):
+            raise SourceError(
+                f"{csv.name}: DuckDB cannot read its gzip stream: {_first_line(error)}"
+            ) from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
