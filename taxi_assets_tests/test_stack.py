@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import psycopg
 import pytest
 
 from taxi_assets_testkit.local_servers import free_port
@@ -120,6 +121,29 @@ def test_the_ui_and_the_warehouse_are_published_on_this_machine_only(stack):
     for service, port in (("dagster-webserver", "3000"), ("warehouse", "5432")):
         published = stack.compose("port", service, port).stdout.strip()
         assert published.rsplit(":", 1)[0] == "127.0.0.1", published
+
+
+def test_the_pipelines_role_owns_its_databases_and_is_no_superuser(stack):
+    """No `COPY … TO PROGRAM` for whoever has the pipeline's password, and the superuser is not
+    reachable over the network at all (with that password or any)."""
+    with stack.warehouse() as connection:
+        superuser = connection.execute(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()[0]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("COPY (SELECT 1) TO PROGRAM 'true'")
+    with stack.warehouse("dagster") as storage:
+        owner = storage.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()[0]
+
+    assert superuser is False
+    assert owner == "taxi"
+    with pytest.raises(psycopg.OperationalError, match="rejects connection"):
+        psycopg.connect(
+            host="127.0.0.1", port=stack.ports["WAREHOUSE_PORT"], user="postgres",
+            password=stack.password, dbname="postgres", connect_timeout=10,
+        )  # fmt: skip
 
 
 def test_a_terminal_backfill_loads_the_month(stack):
