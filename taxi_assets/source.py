@@ -483,6 +483,20 @@ class TripCsv:
             return opened_at, "a quoted field begins here and never ends"
         return None
 
+    def first_mixed_line_ending(self) -> SourceError | None:
+        """The first line that ends otherwise than the header (LF among CRLF lines, CRLF among
+        LF), outside quoted fields, or None: reads the file again (a failure's explanation).
+        Both warehouses' readers refuse such a file, each in its own words; this says it alike."""
+        opened = False  # whether a quoted field is open at the line's end
+        with gzip.open(self.path, "rb") as lines:
+            expected = _line_ending(lines.readline(MAX_LINE_BYTES))
+            for number, line in enumerate(iter(lambda: lines.readline(MAX_LINE_BYTES), b""), 2):
+                opened ^= bool(line.count(b'"') % 2)
+                ending = _line_ending(line)
+                if not opened and ending and ending != expected:
+                    return SourceError(mixed_line_endings(self.name, number, ending, expected))
+        return None
+
     def first_contract_break(self) -> SourceError | None:
         """The first field outside the contract (`trip_contract.first_break`), with its line:
         reads the file again (a failure's explanation, nothing else)."""
@@ -606,6 +620,20 @@ class TripCsv:
 
     def _gzip_offset(self) -> int:
         return self._members.position
+
+
+def _line_ending(line: bytes) -> str | None:
+    """ "CRLF" or "LF" (None: the file's last line, without one)."""
+    if line.endswith(b"\r\n"):
+        return "CRLF"
+    return "LF" if line.endswith(b"\n") else None
+
+
+def mixed_line_endings(name: str, line: int, ending: str, expected: str) -> str:
+    return (
+        f"{name} line {line}: ends in {ending}, the lines before it in {expected}: mixed line "
+        "endings; give every line the same one (dos2unix makes them all LF)"
+    )
 
 
 def too_many_rows(name: str, max_rows: int) -> str:

@@ -75,3 +75,31 @@ def test_a_file_of_several_gzip_members_loads(mirror, load, db, loaded):
 
     assert result.success and not _restarted(result)
     assert metadata(result)["source_rows"] == len(lines) - 1 == 20
+
+
+@pytest.mark.parametrize(
+    ("first", "then"), [("\r\n", "\n"), ("\n", "\r\n")], ids=["crlf-lf", "lf-crlf"]
+)
+def test_mixed_line_endings_are_named_alike(mirror, load, db, loaded, first, then):
+    lines = _lines()
+    data = first.join(lines[:6]) + first + then.join(lines[6:]) + then
+    mirror.put_bytes(JAN, gzip.compress(data.encode()))
+
+    message = _fails_once_and_keeps_table(load, db, loaded)
+    ending, expected = ("LF", "CRLF") if then == "\n" else ("CRLF", "LF")
+    assert message.rstrip() == (
+        f"dagster._core.definitions.events.Failure: {FILE} line 7: ends in {ending}, the lines "
+        f"before it in {expected}: mixed line endings; give every line the same one "
+        "(dos2unix makes them all LF)"
+    )
+
+
+def test_a_quoted_line_break_is_no_mixed_line_ending(mirror, load, db, loaded):
+    lines = _lines()
+    fields = lines[3].split(",")
+    fields[GREEN.header.index("store_and_fwd_flag")] = '"N\nY"'
+    lines[3] = ",".join(fields)
+    mirror.put_bytes(JAN, gzip.compress(("\r\n".join(lines) + "\r\n").encode()))
+
+    message = _fails_once_and_keeps_table(load, db, loaded)
+    assert f"{FILE} line 4: a quoted field holds a line break (up to line 5)" in message

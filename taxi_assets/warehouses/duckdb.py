@@ -400,7 +400,9 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         non-gzip file is best said by the count)."""
         csv.counted_rows()
         if "CSV Error" in str(error) or isinstance(error, duckdb.InvalidInputException):
-            return SourceError(_describe_csv_error(csv.name, error))
+            return csv.first_mixed_line_ending() or SourceError(
+                _describe_csv_error(csv.name, error)
+            )
         return csv.first_contract_break() or super().explain_error(error, csv)
 
     def id_text_sql(self, column: str, type_: ColumnType) -> str:

@@ -766,6 +766,15 @@ _COPY_CONTEXT = re.compile(r"COPY \w+, line (\d+)(?:, column (\w+)(?:: \"(.*)\")
 _DECIMAL = re.compile(r'^"?\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*"?$')
 
 
+# What COPY says of a line break where none belongs (a file whose line endings change).
+_LINE_BREAK_IN_DATA = (
+    "unquoted newline found in data",
+    "unquoted carriage return found in data",
+    "literal newline found in data",
+    "literal carriage return found in data",
+)
+
+
 class _IntegerWrittenAsDecimal(Exception):
     """COPY met `1.0` (or `2.5`) in an integer column."""
 
@@ -783,6 +792,10 @@ def _copy_error(csv: TripCsv, error: psycopg.errors.DataError) -> str:
     """COPY's error, said as `_describe_copy_error` does; an unterminated quoted field, which
     COPY finds at the file's end, at the line where it begins."""
     reason = error.diag.message_primary or ""
+    if reason.startswith(_LINE_BREAK_IN_DATA):
+        mixed = csv.first_mixed_line_ending()
+        if mixed is not None:
+            return str(mixed)
     odd = csv.first_odd_line() if reason.startswith("unterminated CSV quoted field") else None
     if odd is None:
         return _describe_copy_error(csv.name, error)
