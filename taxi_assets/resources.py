@@ -211,9 +211,15 @@ def fixed_by_operator(resource: dg.ConfigurableResource) -> dg.ResourceDefinitio
     """The resource with its settings fixed: a run's config cannot set any of them."""
     definition = resource.get_resource_definition()
     settings = definition.config_schema.default_value
-    return definition.configured(
-        settings, config_schema={}, description=_where_settings_come_from(settings)
+    description = " ".join(
+        filter(None, [definition.description, _where_settings_come_from(settings)])
     )
+    return definition.configured(settings, config_schema={}, description=description)
+
+
+def operator_settings(fixed: dg.ResourceDefinition) -> dict[str, object]:
+    """The settings `fixed_by_operator` fixed: a value, or `{"env": NAME}` for a variable."""
+    return fixed.config_schema.parent_def.config_schema.default_value
 
 
 def _where_settings_come_from(settings: dict[str, object]) -> str:

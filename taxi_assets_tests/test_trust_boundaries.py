@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
+from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster_shared.serdes import serialize_value
 
 from taxi_assets.definitions import build_definitions
 from taxi_assets.partitions import TaxiPartition
@@ -191,3 +193,20 @@ def test_a_key_that_is_not_a_partition_fails_at_once(job, instance, mirror, db, 
     )
     assert fingerprint(db, TABLE) == before
     assert _mirror_requests(mirror) == requests
+
+
+def test_the_ui_names_the_variables_never_their_values(monkeypatch):
+    """What the UI reads of the code location (its snapshot) names PGPASSWORD, never the
+    password; the launchpad's config schema offers no resource settings to set."""
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("PGPASSWORD", secret)
+    settings = Settings(warehouse="postgres", variables_set=frozenset({"PGPASSWORD"}))
+    repository = build_definitions(settings).get_repository_def()
+
+    snapshot = serialize_value(RepositorySnap.from_def(repository))
+
+    assert secret not in snapshot
+    assert "password (PGPASSWORD)" in repository.get_top_level_resources()["warehouse"].description
+    job = repository.get_job("taxi_trips_job")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="host"):
+        dg.validate_run_config(job, {"resources": {"warehouse": {"config": {"host": "x"}}}})
