@@ -11,6 +11,12 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
+from dagster_graphql.test.utils import (
+    define_out_of_process_context,
+    execute_dagster_graphql,
+    infer_job_selector,
+)
 from dagster_shared.serdes import serialize_value
 
 from taxi_assets.definitions import build_definitions
@@ -210,3 +216,55 @@ def test_the_ui_names_the_variables_never_their_values(monkeypatch):
     job = repository.get_job("taxi_trips_job")
     with pytest.raises(dg.DagsterInvalidConfigError, match="host"):
         dg.validate_run_config(job, {"resources": {"warehouse": {"config": {"host": "x"}}}})
+
+
+IS_CONFIG_VALID = """
+query($selector: PipelineSelector!, $runConfigData: RunConfigData) {
+  isPipelineConfigValid(pipeline: $selector, runConfigData: $runConfigData, mode: "default") {
+    __typename
+  }
+}"""
+
+
+def _ui_launch(context, selector: dict, run_config: dict) -> dict:
+    """The launchpad's Launch: the job, its run config and the partition's tag, over GraphQL."""
+    tags = [{"key": "dagster/partition", "value": str(JAN.key)}]
+    params = {"selector": selector, "runConfigData": run_config, "mode": "default"}
+    result = execute_dagster_graphql(
+        context,
+        LAUNCH_PIPELINE_EXECUTION_MUTATION,
+        variables={"executionParams": params | {"executionMetadata": {"tags": tags}}},
+    )
+    return result.data["launchPipelineExecution"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "setting"),
+    [("postgres", {"host": "127.0.0.1"}), ("duckdb", {"path": "elsewhere.duckdb"})],
+)
+def test_the_ui_launchpad_refuses_resource_settings(monkeypatch, tmp_path, kind, setting):
+    """Through the webserver's GraphQL, with the code location in a code server of its own: the
+    launchpad may set the load's options, never a resource's settings; nothing is launched."""
+    monkeypatch.chdir(tmp_path)  # no project `.env` for the code server
+    monkeypatch.setenv("TAXI_WAREHOUSE", kind)
+    location = tmp_path / "location.py"
+    location.write_text("from taxi_assets.definitions import defs\n")
+    options = {"ops": {"load_taxi_trips": {"config": {"allow_shrink": True}}}}
+    with (
+        dg.instance_for_test() as instance,
+        define_out_of_process_context(str(location), "defs", instance) as context,
+    ):
+        selector = infer_job_selector(context, "taxi_trips_job")
+        valid = execute_dagster_graphql(
+            context, IS_CONFIG_VALID, {"selector": selector, "runConfigData": options}
+        )
+        for resources in (
+            {"source": {"config": {"base_url": "http://127.0.0.1:9/elsewhere"}}},
+            {"warehouse": {"config": setting}},
+        ):
+            launched = _ui_launch(context, selector, options | {"resources": resources})
+
+            assert launched["__typename"] == "RunConfigValidationInvalid"
+            assert "unexpected config entry" in launched["errors"][0]["message"]
+        assert instance.get_runs_count() == 0
+    assert valid.data["isPipelineConfigValid"]["__typename"] == "PipelineConfigValidationValid"
