@@ -11,7 +11,7 @@ import dagster as dg
 
 from taxi_assets.dagster_home import say_when_history_is_temporary
 from taxi_assets.dbt_models import build_taxi_dbt, taxi_dbt_job
-from taxi_assets.resources import warehouse_resource
+from taxi_assets.resources import fixed_by_operator, warehouse_resource
 from taxi_assets.settings import Settings
 from taxi_assets.terminal import install_terminal_hooks
 
@@ -22,7 +22,11 @@ def build_dbt_definitions(settings: Settings) -> dg.Definitions:
         assets=[dbt.models, dbt.months],
         jobs=[taxi_dbt_job],
         sensors=[dbt.after_loads],
-        resources={"dbt": dbt.resource(), "warehouse": warehouse_resource(settings)},
+        # Fixed by the operator, as in the load location: a run's config cannot move them.
+        resources={
+            "dbt": fixed_by_operator(dbt.resource()),
+            "warehouse": fixed_by_operator(warehouse_resource(settings)),
+        },
         executor=dg.in_process_executor,
     )
 

@@ -120,6 +120,7 @@ print("loaded")
 RESOLVED = """
 import json, dagster as dg
 import taxi_assets.definitions as loads, taxi_assets.dbt_definitions as models
+from taxi_assets.resources import operator_settings
 for defs in (loads.defs, models.defs):
     dg.Definitions.validate_loadable(defs)
 bound = {name: loads.defs.resources[name] for name in ("warehouse", "source")}
@@ -129,7 +130,7 @@ with dg.build_resources(bound) as built:
         "TAXI_PG_DEAD_CONNECTION_SECONDS": built.warehouse.dead_connection_seconds,
         "TAXI_MAX_ROWS": built.source.max_rows,
         "TAXI_DOWNLOAD_MIN_RATE": built.source.min_bytes_per_second,
-        "bound_to": bound["warehouse"].port.env_var_name,
+        "bound_to": operator_settings(bound["warehouse"])["port"]["env"],
     }))
 """
 

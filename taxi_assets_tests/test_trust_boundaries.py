@@ -268,3 +268,21 @@ def test_the_ui_launchpad_refuses_resource_settings(monkeypatch, tmp_path, kind,
             assert "unexpected config entry" in launched["errors"][0]["message"]
         assert instance.get_runs_count() == 0
     assert valid.data["isPipelineConfigValid"]["__typename"] == "PipelineConfigValidationValid"
+
+
+@pytest.mark.parametrize("resource", ["warehouse", "dbt"])
+def test_a_dbt_run_cannot_point_the_warehouse_or_the_project_elsewhere(tmp_path, resource):
+    """The dbt location's resources are the operator's too: run config naming them is refused
+    before the run starts."""
+    from taxi_assets.dbt_definitions import build_dbt_definitions
+
+    settings = Settings(warehouse="duckdb")
+    job_def = build_dbt_definitions(settings).resolve_job_def("taxi_dbt_job")
+    setting = {"warehouse": {"path": str(tmp_path / "elsewhere.duckdb")},
+               "dbt": {"project_dir": str(tmp_path)}}[resource]  # fmt: skip
+
+    with pytest.raises(dg.DagsterInvalidConfigError, match="unexpected config entry"):
+        job_def.execute_in_process(
+            run_config={"resources": {resource: {"config": setting}}}, partition_key="2020-10"
+        )
+    assert not (tmp_path / "elsewhere.duckdb").exists()
