@@ -1,6 +1,7 @@
 """Same file, same verdict on every warehouse (issue 26): a gzip file with bytes after its
 stream, a file with mixed line endings. A file's fault fails the run in one line naming the
-file, never retried, and the table is left as it was."""
+file, never retried, and the table is left as it was. And DuckDB's checks of a month of
+identical rows stay within its memory limit."""
 
 import gzip
 
@@ -8,8 +9,10 @@ import pytest
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
+from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_month
-from taxi_assets_tests.helpers import failure_message, fingerprint, metadata
+from taxi_assets_tests.helpers import check_results, failure_message, fingerprint, metadata
+from taxi_assets_tests.runs import materialize_load
 
 pytestmark = pytest.mark.every_warehouse
 
@@ -103,3 +106,31 @@ def test_a_quoted_line_break_is_no_mixed_line_ending(mirror, load, db, loaded):
 
     message = _fails_once_and_keeps_table(load, db, loaded)
     assert f"{FILE} line 4: a quoted field holds a line break (up to line 5)" in message
+
+
+def _identical_rows(mirror, partition: TaxiPartition, row: dict, count: int) -> None:
+    """`count` copies of `row` as `partition`'s file (every copy: one id, one pickup)."""
+    header, line = csv_lines(GREEN, [row])
+    block = ((line + "\r\n") * 10_000).encode()
+    with gzip.open(mirror.path(partition), "wb", compresslevel=1) as out:
+        out.write((header + "\r\n").encode())
+        for _ in range(count // 10_000):
+            out.write(block)
+
+
+def test_duckdb_checks_of_identical_rows_stay_within_the_memory_limit(mirror, tmp_path):
+    """300,000 copies of one trip in two months' files (its pickup on the first day of the
+    second): the id overlap joins on one pickup and one id. Under a 96 MB limit the checks ran
+    out of memory (the hash table built on the side of identical keys); they pass now."""
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "taxi.duckdb"), memory_limit="96MB")
+    row = {**next(generate_rows(GREEN, JAN, 1, seed=3)), GREEN.pickup: "2019-02-01 00:20:00"}
+    feb = TaxiPartition("green", "2019-02")
+    for partition in (feb, JAN):
+        _identical_rows(mirror, partition, row, 300_000)
+
+    assert materialize_load(feb, mirror.source(), warehouse).success
+    result = materialize_load(JAN, mirror.source(), warehouse, raise_on_error=False)
+
+    assert result.success
+    overlap = check_results(result)["ids_in_other_files"]
+    assert overlap.metadata["ids_in_other_files"].value == 1

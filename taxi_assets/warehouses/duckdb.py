@@ -58,6 +58,10 @@ LOCK_LOG_SECONDS = 10.0  # how often a wait for the file says so
 # DuckDB would take up to 80% of the machine's memory; past this it spills to a folder beside the
 # database file instead, so a run's memory does not grow with the month it loads.
 MEMORY_LIMIT = "512MB"
+# DuckDB may build a join's hash table on the side it expects larger; a month of identical rows
+# (one pickup, one id) makes that side one key, which no spilling can split: the checks ran out
+# of memory. Without that optimizer an `IN (subquery)` hashes the subquery, as written.
+CONNECTION_CONFIG = {"memory_limit": MEMORY_LIMIT, "disabled_optimizers": "build_side_probe_side"}
 
 
 def quote(identifier: str) -> str:
@@ -79,6 +83,10 @@ class DuckDBWarehouse(TaxiWarehouse):
     )
     sql_schema: str = Field(
         default=DEFAULT_SCHEMA, description="Schema of the trip tables (TAXI_DUCKDB_SCHEMA)."
+    )
+    memory_limit: str = Field(
+        default=MEMORY_LIMIT,
+        description="DuckDB's memory_limit: past it, DuckDB spills to a folder beside the file.",
     )
 
     @property
@@ -128,7 +136,8 @@ class DuckDBWarehouse(TaxiWarehouse):
         with self.exclusive_access():
             try:
                 connection = duckdb.connect(
-                    str(self.database_file), config={"memory_limit": MEMORY_LIMIT}
+                    str(self.database_file),
+                    config={**CONNECTION_CONFIG, "memory_limit": self.memory_limit},
                 )
             except duckdb.Error as error:
                 raise WarehouseError(
