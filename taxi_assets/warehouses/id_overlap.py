@@ -87,8 +87,11 @@ def overlap_sql(
                     [neighbour.partition.filename, first_day_end, last_day_start],
                 )
             )
+    # Sets, compared by membership: each made unique first, so that a month of identical rows
+    # costs the memory of one.
     union = " UNION ALL ".join(
-        f"SELECT unique_row_id, filename, {pickup} AS pickup FROM {{table}} WHERE {condition}"
+        f"SELECT DISTINCT unique_row_id, filename, {pickup} AS pickup FROM {{table}} "
+        f"WHERE {condition}"
         for condition, _ in others
     )
     # This file's rows that may share an id with one of `others` share its pickup too. Where
@@ -100,16 +103,16 @@ def overlap_sql(
     edges = f"({pickup} < %s OR {pickup} >= %s)"
     mid = f"{pickup} >= %s AND {pickup} < %s"
     mine = (
-        f"SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {edges} "
+        f"SELECT DISTINCT unique_row_id FROM {{table}} WHERE filename = %s AND {edges} "
         "AND {pickup} IN (SELECT pickup FROM others) "
-        f"UNION ALL SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {pickup} IS NULL "
-        f"UNION ALL SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {mid} "
+        f"UNION SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {pickup} IS NULL "
+        f"UNION SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {mid} "
         f"AND {pickup} IN (SELECT pickup FROM others WHERE pickup >= %s AND pickup < %s)"
     ).replace("{pickup}", pickup)
     edge_days = [first_day_end, last_day_start]
     mine_params = [this_file, *edge_days, this_file, this_file, *edge_days, *edge_days]
     query = (
-        f"WITH this_outside AS (SELECT {pickup} AS pickup FROM {{table}} "
+        f"WITH this_outside AS (SELECT DISTINCT {pickup} AS pickup FROM {{table}} "
         f"WHERE filename = %s AND NOT ({inside})), "
         f"others AS ({union}), "
         f"mine AS ({mine}), "
