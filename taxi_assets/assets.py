@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import GRPC_INFO_TAG, RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 from pydantic import Field
 
 from taxi_assets.partitions import (
@@ -218,15 +219,7 @@ def load_partition(
     except (SourceError, WarehouseMisconfigured, OutOfSpace) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
-        # Dagster's retry policy would take an interrupt for a failure and start the step again
-        # (dagster-io/dagster#15026): Ctrl-C, a SIGTERM, the UI's Terminate end the run here.
-        raise dg.Failure(
-            description=(
-                f"{partition.filename}: interrupted (Ctrl-C, SIGTERM or Terminate); what was not "
-                "merged yet was rolled back; not retried"
-            ),
-            allow_retries=False,
-        ) from None
+        raise _interrupted(context, partition) from None
     except (SourceUnavailable, WarehouseError) as error:
         raise dg.Failure(description=str(error)) from None
     context.log.info(
@@ -235,6 +228,30 @@ def load_partition(
     )
     yield _trips_result(
         warehouse, schema, partition, merged, csv.rows, started, merge_started, launched_by
+    )
+
+
+def _interrupted(context: dg.AssetExecutionContext, partition: TaxiPartition) -> dg.Failure:
+    """The failure of an interrupted load (Ctrl-C, a SIGTERM, the UI's Terminate), never retried
+    as a step: Dagster's retry policy would take the interrupt for a failure and start the step
+    again (dagster-io/dagster#15026). A run that a server started and that was not terminated
+    from the UI was interrupted by its server going away (`make dev` closed): it is retried as a
+    run once the daemon is back (`run_retries`), so that its backfill completes."""
+    run = context.instance.get_run_by_id(context.run.run_id)
+    server_gone = GRPC_INFO_TAG in context.run.tags and (
+        run is None or run.status != dg.DagsterRunStatus.CANCELING
+    )
+    if server_gone:
+        context.instance.add_run_tags(
+            context.run.run_id, {RETRY_ON_ASSET_OR_OP_FAILURE_TAG: "true"}
+        )
+    then = "retried when the daemon is back" if server_gone else "not retried"
+    return dg.Failure(
+        description=(
+            f"{partition.filename}: interrupted (Ctrl-C, SIGTERM or Terminate); what was not "
+            f"merged yet was rolled back; {then}"
+        ),
+        allow_retries=False,
     )
 
 

@@ -335,3 +335,32 @@ def test_following_a_backfill_waits_for_a_server_that_restarts(capsys, failures,
     assert lines[0] == f"backfill b1: {url} answered HTTP 503; asking again"
     if follows:
         assert lines[-1] == "backfill b1 completed: 1 of 1 partitions loaded, 0 running, 0 failed"
+
+
+def test_a_backfill_cut_off_by_closing_make_dev_completes_when_it_is_back(
+    http_root, tmp_path_factory
+):
+    """`make dev` closed while a backfill's load waits for the DuckDB file: its run ends with
+    the server, and once the server is back the run is retried and the backfill completes by
+    itself, the month loaded once."""
+    mirror = Mirror.on(http_root)
+    month = MONTHS[0]
+    write_month(mirror.directory, GREEN, month, 250)
+    home = tmp_path_factory.mktemp("closed_home")
+    warehouse = DuckDBWarehouse(path=str(home / "taxi.duckdb"))
+    env = {"TAXI_SOURCE_URL": mirror.url, **warehouse_env(warehouse)}
+    with (
+        FileLock(f"{warehouse.database_file}.lock"),  # the load waits for the file
+        DagsterDev(home / "dagster", env, home / "dev_1.log") as server,
+    ):
+        backfill_id = server.launch_backfill([str(month.key)], ASSETS)  # as the UI does
+        runs_saying(server.instance(), backfill_id, "waiting for the DuckDB file", 1)
+    with DagsterDev(home / "dagster", env, home / "dev_2.log") as server:
+        status = server.wait_for_backfill(backfill_id, timeout=300)
+        runs = server.instance().get_runs(
+            filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})
+        )
+
+    assert status == "COMPLETED_SUCCESS"
+    assert sorted(run.status.value for run in runs) == ["FAILURE", "SUCCESS"]
+    assert rows_per_file(Db(warehouse), "green_tripdata") == {month.filename: 250}

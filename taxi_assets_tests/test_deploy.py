@@ -69,7 +69,8 @@ def test_the_stack_instance_runs_a_partition_on_postgres_storage(
 def test_the_stack_and_dagster_dev_share_their_settings():
     dev = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     stack = yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text())
-    for section in ("run_coordinator", "concurrency", "run_retries", "telemetry", "python_logs"):
+    for section in ("run_coordinator", "concurrency", "run_retries", "telemetry", "python_logs",
+                    "run_launcher", "run_monitoring"):  # fmt: skip
         assert stack[section] == dev[section], section
     assert "storage" not in dev  # dagster dev keeps its own SQLite storage in DAGSTER_HOME
 

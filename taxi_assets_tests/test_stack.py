@@ -220,6 +220,29 @@ def test_a_warehouse_restarted_in_the_middle_of_a_load_leaves_the_month_whole(st
     assert "ExecutionStepUpForRetryEvent" in event_types(stack, loads[0]["runId"])  # the newest
 
 
+def test_a_daemon_restarted_in_the_middle_of_a_load_strands_no_run(stack):
+    """The load waits for the table this test holds; the daemon's container restarts, and the
+    run's process with it. Run monitoring finds the run gone and fails it, the month is loaded
+    again, and the backfill completes by itself."""
+    holder = stack.warehouse()
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE green_tripdata IN ACCESS EXCLUSIVE MODE")
+    backfill = terminal_backfill(stack)
+    waiting_for_the_lock(stack)
+    stack.compose("restart", "dagster-daemon")
+    holder.rollback()
+    holder.close()
+    output = followed(backfill)
+
+    assert "completed: 1 of 1 partitions loaded" in output
+    assert trip_rows(stack) == {"green_tripdata_2020-10.csv": data_lines()}
+    loads = [
+        run for run in stack.runs() if {"key": "dagster/partition", "value": MONTH} in run["tags"]
+    ]
+    assert {run["status"] for run in loads} <= {"SUCCESS", "FAILURE"}  # none holds a pool slot
+    assert "Detected run worker status NOT_FOUND: 'its code server is gone'" in stack.logs()
+
+
 def event_types(stack: ComposeStack, run_id: str) -> set[str]:
     events = stack.graphql(RUN_EVENTS, {"id": run_id})["logsForRun"]["events"]
     return {event["__typename"] for event in events}
