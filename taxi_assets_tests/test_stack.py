@@ -10,6 +10,8 @@ import gzip
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -203,20 +205,13 @@ def test_down_and_up_keep_runs_and_rows(stack):
 def test_a_warehouse_restarted_in_the_middle_of_a_load_leaves_the_month_whole(stack):
     """The reload stages the month, then waits for the table this test holds locked; the
     warehouse restarts under it; the step's retry loads the month again, whole."""
-    holder = stack.warehouse()
-    holder.execute("BEGIN")
-    holder.execute("LOCK TABLE green_tripdata IN ACCESS EXCLUSIVE MODE")
-    backfill = terminal_backfill(stack)
-    waiting_for_the_lock(stack)
-    stack.compose("restart", "warehouse")  # ends the test's session too: the table is free
-    holder.close()
+    with a_load_waiting_for_its_table(stack) as backfill:
+        stack.compose("restart", "warehouse")  # ends the test's session too: the table is free
     output = followed(backfill)
 
     assert "completed: 1 of 1 partitions loaded" in output
     assert trip_rows(stack) == {"green_tripdata_2020-10.csv": data_lines()}
-    loads = [
-        run for run in stack.runs() if {"key": "dagster/partition", "value": MONTH} in run["tags"]
-    ]
+    loads = month_loads(stack)
     assert "ExecutionStepUpForRetryEvent" in event_types(stack, loads[0]["runId"])  # the newest
 
 
@@ -224,23 +219,36 @@ def test_a_daemon_restarted_in_the_middle_of_a_load_strands_no_run(stack):
     """The load waits for the table this test holds; the daemon's container restarts, and the
     run's process with it. Run monitoring finds the run gone and fails it, the month is loaded
     again, and the backfill completes by itself."""
-    holder = stack.warehouse()
-    holder.execute("BEGIN")
-    holder.execute("LOCK TABLE green_tripdata IN ACCESS EXCLUSIVE MODE")
-    backfill = terminal_backfill(stack)
-    waiting_for_the_lock(stack)
-    stack.compose("restart", "dagster-daemon")
-    holder.rollback()
-    holder.close()
+    with a_load_waiting_for_its_table(stack) as backfill:
+        stack.compose("restart", "dagster-daemon")
     output = followed(backfill)
 
     assert "completed: 1 of 1 partitions loaded" in output
     assert trip_rows(stack) == {"green_tripdata_2020-10.csv": data_lines()}
-    loads = [
-        run for run in stack.runs() if {"key": "dagster/partition", "value": MONTH} in run["tags"]
-    ]
-    assert {run["status"] for run in loads} <= {"SUCCESS", "FAILURE"}  # none holds a pool slot
+    # None of the month's loads is left holding a pool slot.
+    assert {run["status"] for run in month_loads(stack)} <= {"SUCCESS", "FAILURE"}
     assert "Detected run worker status NOT_FOUND: 'its code server is gone'" in stack.logs()
+
+
+@contextmanager
+def a_load_waiting_for_its_table(stack: ComposeStack) -> Iterator[subprocess.Popen]:
+    """A terminal backfill of the month whose load waits for the table this test holds locked,
+    until the block ends (or the warehouse restarts in it)."""
+    holder = stack.warehouse()
+    try:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE green_tripdata IN ACCESS EXCLUSIVE MODE")
+        backfill = terminal_backfill(stack)
+        waiting_for_the_lock(stack)
+        yield backfill
+    finally:
+        holder.close()  # (a rollback, unless the restart ended the session already)
+
+
+def month_loads(stack: ComposeStack) -> list[dict]:
+    """The runs that loaded the month, the newest first."""
+    tag = {"key": "dagster/partition", "value": MONTH}
+    return [run for run in stack.runs() if tag in run["tags"]]
 
 
 def event_types(stack: ComposeStack, run_id: str) -> set[str]:

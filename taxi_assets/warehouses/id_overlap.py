@@ -105,8 +105,10 @@ def overlap_sql(
     mine = (
         f"SELECT DISTINCT unique_row_id FROM {{table}} WHERE filename = %s AND {edges} "
         "AND {pickup} IN (SELECT pickup FROM others) "
-        f"UNION SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {pickup} IS NULL "
-        f"UNION SELECT unique_row_id FROM {{table}} WHERE filename = %s AND {mid} "
+        "UNION ALL SELECT DISTINCT unique_row_id FROM {table} "
+        f"WHERE filename = %s AND {pickup} IS NULL "
+        "UNION ALL SELECT DISTINCT unique_row_id FROM {table} "
+        f"WHERE filename = %s AND {mid} "
         f"AND {pickup} IN (SELECT pickup FROM others WHERE pickup >= %s AND pickup < %s)"
     ).replace("{pickup}", pickup)
     edge_days = [first_day_end, last_day_start]
