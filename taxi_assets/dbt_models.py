@@ -309,23 +309,34 @@ def recorded_warehouse(record: dg.EventLogRecord) -> str | None:
     return None if value is None else str(value.value)
 
 
+def newest_materializations(
+    instance: dg.DagsterInstance, records: dg.AssetKey | dg.AssetRecordsFilter, page: int = 1000
+) -> Iterator[dg.EventLogRecord]:
+    """The materialisations `records` names, newest first, fetched a page at a time."""
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(records, limit=page, cursor=cursor)
+        yield from result.records
+        if not result.has_more:
+            return
+        cursor = result.cursor
+
+
 def loads_seen(
     instance: dg.DagsterInstance, key: dg.AssetKey, months: set[str], warehouse: str
 ) -> dict[str, int]:
     """What the latest build of each month's `key` on `warehouse` saw (`LOADS_SEEN`); months
-    never built there are left out. Newest records first, page by page."""
+    never built there are left out."""
     seen: dict[str, int] = {}
-    records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=sorted(months))
-    cursor = None
-    while months - seen.keys():
-        result = instance.fetch_materializations(records_filter, limit=1000, cursor=cursor)
-        for record in result.records:
-            month, metadata = record.partition_key, record.asset_materialization.metadata
-            if month not in seen and recorded_warehouse(record) == warehouse:
-                seen[month] = int(metadata[LOADS_SEEN].value)
-        if not result.has_more:
-            break
-        cursor = result.cursor
+    if not months:
+        return seen
+    records = dg.AssetRecordsFilter(asset_key=key, asset_partitions=sorted(months))
+    for record in newest_materializations(instance, records):
+        month, metadata = record.partition_key, record.asset_materialization.metadata
+        if month not in seen and recorded_warehouse(record) == warehouse:
+            seen[month] = int(metadata[LOADS_SEEN].value)
+            if seen.keys() >= months:
+                break
     return seen
 
 
@@ -345,15 +356,9 @@ def never_built(instance: dg.DagsterInstance, models: dg.AssetsDefinition, wareh
 
 
 def built_on(instance: dg.DagsterInstance, key: dg.AssetKey, warehouse: str) -> bool:
-    """Whether `key` has a materialisation on `warehouse`, newest records first."""
-    cursor = None
-    while True:
-        result = instance.fetch_materializations(key, limit=100, cursor=cursor)
-        if any(recorded_warehouse(record) == warehouse for record in result.records):
-            return True
-        if not result.has_more:
-            return False
-        cursor = result.cursor
+    """Whether `key` has a materialisation on `warehouse`."""
+    records = newest_materializations(instance, key, page=100)
+    return any(recorded_warehouse(record) == warehouse for record in records)
 
 
 def stale_months(
