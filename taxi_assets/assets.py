@@ -15,6 +15,7 @@ import dagster as dg
 from dagster._core.storage.tags import GRPC_INFO_TAG, RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 from pydantic import Field
 
+from taxi_assets.errors import SourceError, TaxiError
 from taxi_assets.partitions import (
     FIRST_MONTH,
     LAST_RELEASE_MONTH,
@@ -24,15 +25,9 @@ from taxi_assets.partitions import (
 from taxi_assets.progress import Progress, Transfer
 from taxi_assets.resources import TaxiSource
 from taxi_assets.settings import Settings
-from taxi_assets.source import OutOfSpace, SourceError, SourceUnavailable, TripCsv
+from taxi_assets.source import TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
-from taxi_assets.warehouses.base import (
-    MergedPartition,
-    StagedPartition,
-    TaxiWarehouse,
-    WarehouseError,
-    WarehouseMisconfigured,
-)
+from taxi_assets.warehouses.base import MergedPartition, StagedPartition, TaxiWarehouse
 
 GROUP = "taxi"
 SOURCE_FILE = dg.AssetKey("taxi_source_file")
@@ -159,8 +154,8 @@ def build_load_taxi_trips(settings: Settings) -> dg.AssetsDefinition:
         # Loads into one warehouse share a pool (limit: dagster.yaml or the UI): a throttle for
         # the database, not what keeps the data right.
         pool=settings.pool,
-        # Transient trouble (a dropped connection, a timeout) is retried; dg.Failure raised with
-        # allow_retries=False (a 404, a bad header, a malformed row) is not.
+        # What is retried is what the error's class says can pass (`errors.py`: a dropped
+        # connection, a timeout), not a 404, a bad header or a malformed row.
         retry_policy=dg.RetryPolicy(
             max_retries=MAX_RETRIES,
             delay=settings.retry_delay_seconds,
@@ -216,12 +211,10 @@ def load_partition(
             merge_started = time.monotonic()
             with progress.phase("merge"):
                 merged = load.merge()
-    except (SourceError, WarehouseMisconfigured, OutOfSpace) as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
         raise _interrupted(context, partition) from None
-    except (SourceUnavailable, WarehouseError) as error:
-        raise dg.Failure(description=str(error)) from None
+    except TaxiError as error:
+        raise dg.Failure(description=str(error), allow_retries=error.retryable) from error
     context.log.info(
         f"{partition.filename}: {merged.rows:,} rows in {merged.table} "
         f"(replaced {merged.replaced_rows:,}) in {time.monotonic() - started:.1f}s"
@@ -261,7 +254,7 @@ def _run_partition(context: dg.AssetExecutionContext) -> TaxiPartition:
     try:
         return TaxiPartition.of_run(str(context.partition_key))
     except ValueError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None
+        raise dg.Failure(description=str(error), allow_retries=False) from error
 
 
 def _launched_by(tags: Mapping[str, str]) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import requests
 
+from taxi_assets.errors import ServerError, ServerUnavailable
 from taxi_assets.partitions import FIRST_MONTH, month_dimension
 from taxi_assets.source import redact_url
 from taxi_assets.trip_schema import TAXI_COLOURS
@@ -67,14 +68,6 @@ query($id: String!) {
 }"""
 
 
-class ServerError(Exception):
-    """The server is not there, or said no."""
-
-
-class ServerUnavailable(ServerError):
-    """No answer, or a server error: the server may be restarting."""
-
-
 @dataclass(frozen=True)
 class BackfillStatus:
     status: str
@@ -109,6 +102,7 @@ class DagsterServer:
                 timeout=60,
             )
         except requests.RequestException as error:
+            # Not chained: the driver's text holds the URL, credentials and all.
             raise ServerUnavailable(
                 f"no Dagster server answers at {self.safe_url} ({type(error).__name__}): start "
                 "it with `make dev`, or pass --url"
@@ -212,7 +206,9 @@ def follow(
     while True:
         try:
             status = server.backfill_status(backfill_id)
-        except ServerUnavailable as error:
+        except ServerError as error:
+            if not error.retryable:
+                raise
             unavailable_since = unavailable_since or time.monotonic()
             if time.monotonic() - unavailable_since > patience:
                 raise

@@ -22,7 +22,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from taxi_assets.source import SourceError, SourceUnavailable, fetch, redact_url
+from taxi_assets.errors import SourceError, TaxiError
+from taxi_assets.source import fetch, redact_url
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse, quote
 
 GROUP = "getting_started"
@@ -55,7 +56,7 @@ class ProductsSource(dg.ConfigurableResource):
         try:
             document = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise SourceError(f"{fetched.url} is not JSON: {error}") from None
+            raise SourceError(f"{fetched.url} is not JSON: {error}") from error
         products = document.get("products") if isinstance(document, dict) else None
         if not isinstance(products, list) or not all(isinstance(p, dict) for p in products):
             raise SourceError(f"{fetched.url}: the JSON has no `products` list of objects")
@@ -68,9 +69,9 @@ class ColumnsToKeep(dg.Config):
     )
 
 
-def _fail(error: Exception) -> dg.Failure:
+def _fail(error: TaxiError) -> dg.Failure:
     """A message for the UI; only an unreachable source is worth a retry."""
-    return dg.Failure(description=str(error), allow_retries=isinstance(error, SourceUnavailable))
+    return dg.Failure(description=str(error), allow_retries=error.retryable)
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
@@ -78,8 +79,8 @@ def raw_products(context: dg.AssetExecutionContext, products_source: ProductsSou
     """The products as the source serves them (Kestra's `extract` task)."""
     try:
         products = products_source.products()
-    except (SourceError, SourceUnavailable) as error:
-        raise _fail(error) from None
+    except TaxiError as error:
+        raise _fail(error) from error
     context.log.info(f"{len(products)} products from {redact_url(products_source.url)}")
     context.add_output_metadata({"products": len(products)})
     return products

@@ -27,13 +27,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from taxi_assets.source import (
-    DEFAULT_SOURCE_URL,
-    DEFAULT_TLC_URL,
-    SourceError,
-    check_source_url,
-    fetch_path,
-)
+from taxi_assets.errors import SettingError, SourceError
+from taxi_assets.source import DEFAULT_SOURCE_URL, DEFAULT_TLC_URL, check_source_url, fetch_path
 
 WAREHOUSE_KINDS = ("duckdb", "postgres", "bigquery")
 SOURCE_KINDS = ("auto", "release", "tlc")
@@ -59,10 +54,6 @@ MAX_PORT = 65535
 # BigQuery's rule for a dataset's name, GCS's for a bucket's.
 DATASET_NAME = re.compile(r"[A-Za-z0-9_]{1,1024}")
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
-
-
-class SettingError(ValueError):
-    """A variable whose value cannot be used; the message names it and says what it must be."""
 
 
 def check_schema_name(variable: str, name: str) -> None:

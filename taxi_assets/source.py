@@ -8,7 +8,6 @@ count of rows in the file is known independently of what the warehouse says it l
 
 import concurrent.futures
 import csv
-import errno
 import gzip
 import io
 import math
@@ -27,6 +26,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Retry
 
+from taxi_assets.errors import (
+    MonthNotPublished,
+    OutOfSpace,
+    SourceError,
+    SourceUnavailable,
+    no_space,
+)
 from taxi_assets.progress import Transfer
 from taxi_assets.trip_contract import (
     MAX_LINE_BYTES,
@@ -49,30 +55,6 @@ LOOKUP_ATTEMPTS = 3
 DEFAULT_MAX_ROWS = 15_000_000
 # The largest value of an integer column (PostgreSQL's integer, int4).
 INT4_MAX = 2_147_483_647
-
-
-class SourceError(Exception):
-    """The source file is missing or unusable: retrying will not help."""
-
-
-class MonthNotPublished(SourceError):
-    """The source has no file for this month (HTTP 404 or a missing local file)."""
-
-
-class OutOfSpace(Exception):
-    """A disk is full (the download folder's, the database's): the message names it; retrying
-    will not help before space is freed."""
-
-
-def no_space(error: BaseException) -> bool:
-    """Whether `error` says a disk is full (an OSError, or a database's text of one)."""
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return True
-    return "No space left on device" in str(error)
-
-
-class SourceUnavailable(Exception):
-    """The source could not be reached or the transfer broke off: worth retrying later."""
 
 
 def source_url(base_url: str, taxi: str, filename: str) -> str:
@@ -208,6 +190,7 @@ def _download(
                 with destination.open("wb") as out:
                     _copy_stream(response.raw, out, transfer, min_rate, safe_url)
         except (requests.RequestException, Urllib3Error) as error:
+            # Not chained: the driver's text holds the URL's query string (a signed URL's key).
             raise SourceUnavailable(
                 f"could not download {safe_url}: {type(error).__name__}: "
                 f"{_without_secrets(str(error), url)}"
@@ -219,7 +202,7 @@ def _download(
                 f"no space left on device in {download_dir} for {destination.name} "
                 f"({transfer.done:,} bytes of it written): free space there, or point TMPDIR "
                 "at a larger disk"
-            ) from None
+            ) from error
     return FetchedFile(path=destination, url=safe_url, bytes=destination.stat().st_size)
 
 
@@ -255,7 +238,7 @@ def _resolve_host(url: str, safe_url: str) -> None:
                     f"cannot download {safe_url}: the host {host!r} cannot be resolved "
                     f"({error.strerror}); is this machine offline? TAXI_SOURCE_URL can name a "
                     f"local mirror, such as the month this project ships: {SAMPLE_SOURCE}"
-                ) from None
+                ) from error
             time.sleep(1.0)
 
 
@@ -603,7 +586,7 @@ class TripCsv:
         try:
             return read()
         except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-            raise SourceError(self._describe_gzip_error(error)) from None
+            raise SourceError(self._describe_gzip_error(error)) from error
 
     def _describe_gzip_error(self, error: Exception) -> str:
         with self.path.open("rb") as raw:

@@ -12,11 +12,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from taxi_assets.errors import TaxiError
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import load_env_file, warehouse_resource
 from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import TRIP_SCHEMAS
-from taxi_assets.warehouses.base import WarehouseError
 from taxi_assets.warehouses.trip_queries import TripQueries
 
 ZONES = Path(__file__).parent.parent / "dbt_project" / "seeds" / "taxi_zone_lookup.csv"
@@ -62,7 +62,7 @@ def main(key: str) -> int:
                 print(f"{partition.key} is not loaded: no rows of {partition.filename} in {table}")
                 return 1
             top = top_pickup_zones(trips, partition)
-    except WarehouseError as error:
+    except TaxiError as error:
         print(error, file=sys.stderr)
         return 1
     print(f"\n{partition.filename}: {rows:,} trips in {table}\n")

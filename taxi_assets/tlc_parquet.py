@@ -21,13 +21,8 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_assets.source import (
-    DEFAULT_MAX_ROWS,
-    OutOfSpace,
-    SourceError,
-    no_space,
-    too_many_rows,
-)
+from taxi_assets.errors import OutOfSpace, SourceError, no_space
+from taxi_assets.source import DEFAULT_MAX_ROWS, too_many_rows
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema
 from taxi_assets.warehouses.duckdb import text_literal
 
@@ -50,7 +45,7 @@ def write_release_csv(
         try:
             described = connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         except duckdb.Error as error:
-            raise SourceError(f"{name} is not a readable Parquet file: {_reason(error)}") from None
+            raise SourceError(f"{name} is not a readable Parquet file: {_reason(error)}") from error
         _check_row_count(connection, parquet, name, max_rows)
         found = {column: type_ for column, type_, *_ in described}
         values = ", ".join(
@@ -68,14 +63,14 @@ def write_release_csv(
             )
         except duckdb.Error as error:
             if no_space(error):
-                raise _out_of_space(out) from None
-            raise SourceError(f"{name}: cannot be read to its end: {_reason(error)}") from None
+                raise _out_of_space(out) from error
+            raise SourceError(f"{name}: cannot be read to its end: {_reason(error)}") from error
     try:
         _gzip_fast(plain, out)
     except OSError as error:
         if not no_space(error):
             raise
-        raise _out_of_space(out) from None
+        raise _out_of_space(out) from error
     return out
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from taxi_assets.backfill import DagsterServer, ServerError
+from taxi_assets.backfill import DagsterServer
+from taxi_assets.errors import ServerError
 from taxi_assets_testkit.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import psycopg
 
-from taxi_assets.backfill import DagsterServer, ServerError
+from taxi_assets.backfill import DagsterServer
+from taxi_assets.errors import ServerError
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_SCRIPTS = Path(__file__).resolve().parent / "stack"

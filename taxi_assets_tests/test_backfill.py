@@ -15,7 +15,8 @@ import pytest
 from filelock import FileLock
 
 from taxi_assets.assets import TRIPS
-from taxi_assets.backfill import DagsterServer, ServerUnavailable, follow
+from taxi_assets.backfill import DagsterServer, follow
+from taxi_assets.errors import ServerUnavailable
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse

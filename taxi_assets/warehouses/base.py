@@ -24,15 +24,6 @@ def staging_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
     return f"{schema.table}_staging_{partition.month.replace('-', '_')}"
 
 
-class WarehouseError(Exception):
-    """The warehouse refused the load; the message says why, without secrets."""
-
-
-class WarehouseMisconfigured(WarehouseError):
-    """Something to fix outside the file (a setting, a credential, a privilege, a table's
-    layout, the server's resources): retrying will not help. The message says what."""
-
-
 def scratch_table(qualified_name: str) -> str:
     """`StagedPartition.table` of a staging table built aside and dropped by the merge."""
     return f"{qualified_name} (this run's scratch table, merged and then gone)"

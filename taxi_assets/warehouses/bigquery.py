@@ -30,16 +30,15 @@ from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import bigquery, storage
 from pydantic import Field
 
+from taxi_assets.errors import SourceError, WarehouseError, WarehouseMisconfigured
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import SourceError, TripCsv
+from taxi_assets.source import TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
     StagedPartition,
     TaxiWarehouse,
-    WarehouseError,
-    WarehouseMisconfigured,
     scratch_table,
     staging_table_name,
 )

@@ -24,16 +24,12 @@ import duckdb
 from filelock import FileLock, Timeout
 from pydantic import Field
 
+from taxi_assets.errors import OutOfSpace, SourceError, WarehouseError, no_space
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import OutOfSpace, SourceError, TripCsv, no_space
+from taxi_assets.source import TripCsv
 from taxi_assets.trip_contract import TIMESTAMP_PATTERN
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
-from taxi_assets.warehouses.base import (
-    MergedPartition,
-    PartitionLoad,
-    TaxiWarehouse,
-    WarehouseError,
-)
+from taxi_assets.warehouses.base import MergedPartition, PartitionLoad, TaxiWarehouse
 from taxi_assets.warehouses.float_text import postgres_float_text
 from taxi_assets.warehouses.partition_load import SqlPartitionLoad
 from taxi_assets.warehouses.trip_queries import TripQueries

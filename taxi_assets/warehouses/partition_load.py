@@ -27,6 +27,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
+from taxi_assets.errors import WarehouseError
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.source import INT4_MAX, TripCsv
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema, id_columns
@@ -34,7 +35,6 @@ from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
     StagedPartition,
-    WarehouseError,
     scratch_table,
     staging_table_name,
 )

@@ -32,17 +32,12 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from taxi_assets.errors import OutOfSpace, SourceError, WarehouseError, WarehouseMisconfigured
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.settings import check_schema_name
-from taxi_assets.source import OutOfSpace, SourceError, TripCsv
+from taxi_assets.source import TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
-from taxi_assets.warehouses.base import (
-    MergedPartition,
-    PartitionLoad,
-    TaxiWarehouse,
-    WarehouseError,
-    WarehouseMisconfigured,
-)
+from taxi_assets.warehouses.base import MergedPartition, PartitionLoad, TaxiWarehouse
 from taxi_assets.warehouses.parallel_copy import Batches, copy_in_parallel
 from taxi_assets.warehouses.partition_load import SqlPartitionLoad
 from taxi_assets.warehouses.trip_queries import TripQueries
