@@ -136,8 +136,8 @@ class CliRun:
 
 
 def materialize(partition: TaxiPartition, env: dict[str, str], home: Path) -> CliRun:
-    """`dagster asset materialize` of one partition in a process of its own, as the README runs
-    it; step times from the run's event log, peak RSS from GNU time (a child forked from this
+    """`dagster asset materialize` of one partition in a process of its own, as docs/operations.md
+    runs it; step times from the run's event log, peak RSS from GNU time (a child forked from this
     big process would report this process's size as its own peak)."""
     command = [DAGSTER, "asset", "materialize", "-m", "taxi_assets.definitions", "--select",
                "taxi_trips_staging,taxi_trips", "--partition", str(partition.key)]  # fmt: skip

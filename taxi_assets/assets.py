@@ -65,7 +65,7 @@ class LoadConfig(dg.Config):
 
 
 # The load step's retries: Dagster's retry policy is the one retry layer of a load (no HTTP
-# retries under it), so the worst case is bounded (README "Retries").
+# retries under it), so the worst case is bounded (docs/operations.md "Retries").
 MAX_RETRIES = 3
 
 # A file with fewer rows than this share of the month's last load is taken for a bad copy.

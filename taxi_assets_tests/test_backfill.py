@@ -100,8 +100,8 @@ def test_pool_limit_one_runs_loads_one_at_a_time(serial_backfill):
 
 
 def cli_backfill(server: DagsterDev, partitions: list[TaxiPartition]) -> str:
-    """`dagster job backfill`, as the README runs it: the runs go straight to the run queue (no
-    wait for the backfill daemon's 30-second loop); the backfill's id."""
+    """`dagster job backfill`, as docs/operations.md runs it: the runs go straight to the run
+    queue (no wait for the backfill daemon's 30-second loop); the backfill's id."""
     keys = ",".join(str(p.key) for p in partitions)
     done = subprocess.run(
         [str(DAGSTER), "job", "backfill", "-j", "taxi_trips_job", "--partitions", keys,

@@ -1,4 +1,4 @@
-"""The terminal path: `dagster asset materialize` as the README shows it, in a subprocess,
+"""The terminal path: `dagster asset materialize` as docs/operations.md shows it, in a subprocess,
 and a `kill -9` of that process in the middle of a load."""
 
 import json
@@ -26,7 +26,7 @@ from taxi_assets_tests.helpers import fingerprint, rows_per_file
 JAN = TaxiPartition("green", "2019-01")
 DAGSTER = Path(sys.executable).parent / "dagster"
 DG = Path(sys.executable).parent / "dg"
-# The README's command, with the partition as the only variable part.
+# The command of docs/operations.md, with the partition as the only variable part.
 MATERIALIZE = [
     str(DAGSTER), "asset", "materialize", "-m", "taxi_assets.definitions",
     "--select", "taxi_trips_staging,taxi_trips", "--partition",
@@ -34,7 +34,7 @@ MATERIALIZE = [
 
 
 def _env(warehouse, mirror, dagster_home: Path) -> dict[str, str]:
-    """What the README's command runs with: the warehouse's variables, the test's mirror, a
+    """What that command runs with: the warehouse's variables, the test's mirror, a
     Dagster home of its own."""
     dagster_home.mkdir(exist_ok=True)
     return {
@@ -188,7 +188,7 @@ def _project_with_its_home(tmp_path: Path) -> Path:
 
 @pytest.mark.dagster_dev
 def test_make_demo_the_cli_and_make_dev_share_the_project_home(mirror, warehouse, tmp_path):
-    """Loads from the README's terminal commands show in the UI that `make dev` starts, with no
+    """Loads from the documented terminal commands show in the UI that `make dev` starts, with no
     DAGSTER_HOME exported; an exported DAGSTER_HOME still wins."""
     project = _project_with_its_home(tmp_path)
     home = project / ".dagster_home"

@@ -78,7 +78,7 @@ def default_duckdb(tmp_path, monkeypatch):
     for name in ("TAXI_DUCKDB_PATH", "TAXI_DUCKDB_SCHEMA", "TAXI_DBT_SCHEMA"):
         monkeypatch.delenv(name, raising=False)
     default = duckdb_resource(Settings.from_env())
-    # Where the README points the course's profile: the repository's data/ folder.
+    # Where docs/course.md points the course's profile: the repository's data/ folder.
     repository = Path(__file__).resolve().parent.parent
     assert default.database_file == repository / "data" / "taxi_rides_ny.duckdb"
     assert default.sql_schema == "prod"
@@ -139,13 +139,13 @@ def test_postgres_tables_have_the_columns_the_course_casts(mirror, load, db):
         assert len(rows) == expected > 0
 
 
-def test_the_readme_loads_the_courses_months_in_one_command():
-    """The recipe's command names the 48 files of the course's local setup: 2019-01 … 2020-12,
-    both colours."""
+def test_the_docs_load_the_courses_months_in_one_command():
+    """The recipe's command (docs/course.md) names the 48 files of the course's local setup:
+    2019-01 … 2020-12, both colours."""
     from taxi_assets.backfill import partition_keys
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    recipe = readme[readme.index("### Continue with module 4") :]
+    course = (Path(__file__).resolve().parent.parent / "docs" / "course.md").read_text()
+    recipe = course[course.index("## Continue with module 4") :]
     command = next(line for line in recipe.splitlines() if "-m taxi_assets.backfill" in line)
     first, last, _, colours = command.split("taxi_assets.backfill ")[1].split()
 

@@ -124,7 +124,7 @@ def served(tmp_path):
 
 @pytest.mark.parametrize("handler", [_NeverAnswers, _Always503])
 def test_a_server_that_never_answers_fails_after_one_attempt_per_try(served, warehouse, handler):
-    """One retry layer (the step's policy, README "Retries"): the server sees exactly
+    """One retry layer (the step's policy, docs/operations.md "Retries"): the server sees exactly
     1 + max_retries requests, and the run ends in about that many read timeouts."""
     url, counting = served(handler)
     source = TaxiSource(base_url=url, timeout_seconds=0.5)

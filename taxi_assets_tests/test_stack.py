@@ -89,7 +89,7 @@ def data_lines() -> int:
 
 
 def terminal_backfill(stack: ComposeStack) -> subprocess.Popen:
-    """The README's terminal backfill of the month, against the stack's UI."""
+    """The terminal backfill of the month (docs/operations.md), against the stack's UI."""
     month, taxi = MONTH.split("|")
     command = [sys.executable, "-m", "taxi_assets.backfill", month, month, "--taxi", taxi,
                "--url", stack.url]  # fmt: skip

@@ -1,6 +1,6 @@
 """The UI in a real browser: `dagster dev` on a free port, headless Chromium driven by
 Playwright. The asset graph shows the taxi and dbt assets; a partition materialised from the
-UI loads its rows. The screenshots are the README's pictures (`docs/`): each run of the test
+UI loads its rows. The screenshots are the documentation's pictures (`docs/`): each run of the test
 takes them anew from today's UI, so they cannot drift from it."""
 
 import contextlib
@@ -25,7 +25,7 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ARTIFACTS = ROOT / "test-artifacts"
-DOCS = ROOT / "docs"  # the README's pictures
+DOCS = ROOT / "docs"  # the documentation's pictures
 pytestmark = [pytest.mark.browser, pytest.mark.dagster_dev]
 OCTOBER = TaxiPartition("green", "2020-10")
 

@@ -250,7 +250,8 @@ _OTHER_FIX = "not retried: see the reason above"
 @dataclass(frozen=True)
 class DeadConnectionLimits:
     """What makes both ends of a connection give it up once it has been silent `seconds` (a
-    frozen network or a dead host sends no FIN or RST), measured (README "Dead connections"):
+    frozen network or a dead host sends no FIN or RST), measured (docs/operations.md, "Dead
+    connections"):
 
     - the client: `tcp_user_timeout` ends a connection whose sent data stays unacknowledged (a
       COPY writing, a statement waiting for its answer: keepalives are not sent while data is
