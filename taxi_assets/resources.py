@@ -9,18 +9,16 @@ goes to, nor the credentials.
 """
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dotenv import load_dotenv
 from pydantic import Field
 
-from taxi_assets.partitions import LAST_RELEASE_MONTH, TaxiPartition
+from taxi_assets.partitions import TaxiPartition
 from taxi_assets.progress import Transfer
-from taxi_assets.settings import VARIABLES, Settings
+from taxi_assets.settings import Settings
 from taxi_assets.source import (
-    DEFAULT_MAX_ROWS,
-    DEFAULT_SOURCE_URL,
-    DEFAULT_TLC_URL,
     FetchedFile,
     MinimumRate,
     fetch,
@@ -29,7 +27,15 @@ from taxi_assets.source import (
     source_url,
 )
 from taxi_assets.trip_schema import TRIP_SCHEMAS
+from taxi_assets.variables import BY_NAME, SourceKind
 from taxi_assets.warehouses.base import TaxiWarehouse
+
+
+def variable_field(name: str) -> Any:
+    """A resource field set from a variable: its default and description are the table's
+    (`variables.py`)."""
+    variable = BY_NAME[name]
+    return Field(default=variable.value(None), description=f"{variable.doc} ({name})")
 
 
 class TaxiSource(dg.ConfigurableResource):
@@ -37,21 +43,9 @@ class TaxiSource(dg.ConfigurableResource):
     (`{base_url}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz`), the TLC's Parquet files after it
     (`{tlc_url}/{taxi}_tripdata_{YYYY-MM}.parquet`)."""
 
-    base_url: str = Field(
-        default=DEFAULT_SOURCE_URL,
-        description="Release base URL (TAXI_SOURCE_URL): https://, file:// or a directory.",
-    )
-    tlc_url: str = Field(
-        default=DEFAULT_TLC_URL,
-        description="The TLC's Parquet files (TAXI_TLC_URL): https://, file:// or a directory.",
-    )
-    kind: str = Field(
-        default="auto",
-        description=(
-            "Which files to read (TAXI_SOURCE_KIND): auto (the release up to "
-            f"{LAST_RELEASE_MONTH}, the TLC's after it), release or tlc for every month."
-        ),
-    )
+    base_url: str = variable_field("TAXI_SOURCE_URL")
+    tlc_url: str = variable_field("TAXI_TLC_URL")
+    kind: SourceKind = variable_field("TAXI_SOURCE_KIND")
     timeout_seconds: float = Field(
         default=60.0,
         description=(
@@ -59,21 +53,8 @@ class TaxiSource(dg.ConfigurableResource):
             "load step's retry policy is the one retry layer."
         ),
     )
-    min_bytes_per_second: int = Field(
-        default=16 * 1024,
-        description=(
-            "Bytes per second under which a download is given up, over a minute "
-            "(TAXI_DOWNLOAD_MIN_RATE; 0: never)."
-        ),
-    )
-
-    max_rows: int = Field(
-        default=DEFAULT_MAX_ROWS,
-        description=(
-            "A file with more rows than this is refused (TAXI_MAX_ROWS): far beyond any real "
-            "month, the largest of which hold about 8 million."
-        ),
-    )
+    min_bytes_per_second: int = variable_field("TAXI_DOWNLOAD_MIN_RATE")
+    max_rows: int = variable_field("TAXI_MAX_ROWS")
 
     download_dir: str | None = Field(
         default=None,
@@ -125,42 +106,31 @@ class TaxiSource(dg.ConfigurableResource):
         )
 
 
-def _env(settings: Settings, name: str, default: object, as_int: bool = False) -> object:
-    """The variable as a `dg.EnvVar` where the environment sets it, else the default."""
-    if name not in VARIABLES:  # else it would never count as set
-        raise ValueError(f"{name} is not among the VARIABLES that settings.py reads")
-    if name not in settings.variables_set:
-        return default
-    return dg.EnvVar.int(name) if as_int else dg.EnvVar(name)
-
-
 # Each warehouse's module is imported when that warehouse is chosen: a DuckDB or PostgreSQL run
 # never loads Google's libraries. (DuckDB's is always imported: the getting-started group uses
 # the DuckDB file whatever the warehouse.)
 
 
 def postgres_resource(settings: Settings) -> TaxiWarehouse:
-    from taxi_assets.warehouses.postgres import DEAD_CONNECTION_SECONDS, PostgresWarehouse
+    from taxi_assets.warehouses.postgres import PostgresWarehouse
 
     return PostgresWarehouse(
-        host=_env(settings, "PGHOST", "localhost"),
-        port=_env(settings, "PGPORT", 5432, as_int=True),
-        user=_env(settings, "PGUSER", "postgres"),
-        password=_env(settings, "PGPASSWORD", None),
-        database=_env(settings, "PGDATABASE", "postgres"),
-        sql_schema=_env(settings, "TAXI_PG_SCHEMA", "public"),
-        dead_connection_seconds=_env(
-            settings, "TAXI_PG_DEAD_CONNECTION_SECONDS", DEAD_CONNECTION_SECONDS, as_int=True
-        ),
+        host=settings.bound("PGHOST"),
+        port=settings.bound("PGPORT"),
+        user=settings.bound("PGUSER"),
+        password=settings.bound("PGPASSWORD"),
+        database=settings.bound("PGDATABASE"),
+        sql_schema=settings.bound("TAXI_PG_SCHEMA"),
+        dead_connection_seconds=settings.bound("TAXI_PG_DEAD_CONNECTION_SECONDS"),
     )
 
 
 def duckdb_resource(settings: Settings) -> TaxiWarehouse:
-    from taxi_assets.warehouses.duckdb import DEFAULT_PATH, DEFAULT_SCHEMA, DuckDBWarehouse
+    from taxi_assets.warehouses.duckdb import DuckDBWarehouse
 
     return DuckDBWarehouse(
-        path=_env(settings, "TAXI_DUCKDB_PATH", str(DEFAULT_PATH)),
-        sql_schema=_env(settings, "TAXI_DUCKDB_SCHEMA", DEFAULT_SCHEMA),
+        path=settings.bound("TAXI_DUCKDB_PATH"),
+        sql_schema=settings.bound("TAXI_DUCKDB_SCHEMA"),
     )
 
 
@@ -168,12 +138,12 @@ def bigquery_resource(settings: Settings) -> TaxiWarehouse:
     from taxi_assets.warehouses.bigquery import BigQueryWarehouse
 
     return BigQueryWarehouse(
-        project=_env(settings, "GCP_PROJECT_ID", ""),
-        location=_env(settings, "GCP_LOCATION", "US"),
-        dataset=_env(settings, "GCP_DATASET", "zoomcamp"),
-        bucket=_env(settings, "GCP_BUCKET_NAME", ""),
-        credentials_json=_env(settings, "GCP_CREDENTIALS_JSON", None),
-        api_endpoint=_env(settings, "BIGQUERY_API_ENDPOINT", None),
+        project=settings.bound("GCP_PROJECT_ID"),
+        location=settings.bound("GCP_LOCATION"),
+        dataset=settings.bound("GCP_DATASET"),
+        bucket=settings.bound("GCP_BUCKET_NAME"),
+        credentials_json=settings.bound("GCP_CREDENTIALS_JSON"),
+        api_endpoint=settings.bound("BIGQUERY_API_ENDPOINT"),
     )
 
 
@@ -192,19 +162,19 @@ def warehouse_resource(settings: Settings) -> TaxiWarehouse:
 def source_resource(settings: Settings) -> TaxiSource:
     """The trip files (TAXI_SOURCE_URL, TAXI_TLC_URL, TAXI_SOURCE_KIND, checked by `Settings`)."""
     return TaxiSource(
-        base_url=_env(settings, "TAXI_SOURCE_URL", DEFAULT_SOURCE_URL),
-        tlc_url=_env(settings, "TAXI_TLC_URL", DEFAULT_TLC_URL),
-        kind=_env(settings, "TAXI_SOURCE_KIND", "auto"),
-        min_bytes_per_second=_env(settings, "TAXI_DOWNLOAD_MIN_RATE", 16 * 1024, as_int=True),
-        max_rows=_env(settings, "TAXI_MAX_ROWS", DEFAULT_MAX_ROWS, as_int=True),
+        base_url=settings.bound("TAXI_SOURCE_URL"),
+        tlc_url=settings.bound("TAXI_TLC_URL"),
+        kind=settings.source_kind,
+        min_bytes_per_second=settings.bound("TAXI_DOWNLOAD_MIN_RATE"),
+        max_rows=settings.bound("TAXI_MAX_ROWS"),
     )
 
 
 def products_source_resource(settings: Settings) -> dg.ConfigurableResource:
     """The getting-started group's products (PRODUCTS_URL)."""
-    from taxi_assets.getting_started import DEFAULT_PRODUCTS_URL, ProductsSource
+    from taxi_assets.getting_started import ProductsSource
 
-    return ProductsSource(url=_env(settings, "PRODUCTS_URL", DEFAULT_PRODUCTS_URL))
+    return ProductsSource(url=settings.bound("PRODUCTS_URL"))
 
 
 def fixed_by_operator(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:

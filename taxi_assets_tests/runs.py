@@ -18,7 +18,7 @@ from taxi_assets.warehouses.base import TaxiWarehouse
 if TYPE_CHECKING:
     from taxi_assets.dbt_models import TaxiDbt
 
-SETTINGS = Settings(retry_delay_seconds=0.2)
+SETTINGS = Settings.from_env({"TAXI_RETRY_DELAY_SECONDS": "0.2"})
 load_taxi_trips = build_load_taxi_trips(SETTINGS)
 taxi_schedules = build_taxi_schedules(SETTINGS)
 

@@ -34,7 +34,7 @@ def test_a_manifest_parsed_for_another_database_is_not_used(
     write_month(mirror.directory, GREEN, TaxiPartition("green", "2019-01"), 300)
     assert load("2019-01|green").success
 
-    dbt = build_taxi_dbt(Settings(warehouse="postgres"))
+    dbt = build_taxi_dbt(Settings.from_env({"TAXI_WAREHOUSE": "postgres"}))
     with caplog.at_level(logging.INFO):
         built = dg.materialize(
             [dbt.models, dbt.months],

@@ -222,7 +222,7 @@ def test_a_source_url_of_another_kind_is_a_setting_error(tmp_path, url):
     assert loaded.returncode != 0
     scheme = url.split(":")[0]
     assert loaded.stderr.strip() == (
-        f"TAXI_SOURCE_URL={url}: {scheme}:// is not a source this project reads; "
+        f"TAXI_SOURCE_URL={url!r}: {scheme}:// is not a source this project reads; "
         "use https://, http://, file:// or a directory"
     )
     for attempt in (

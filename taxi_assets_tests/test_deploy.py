@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.settings import VARIABLES
 from taxi_assets.trip_schema import GREEN
+from taxi_assets.variables import READ_BY_CODE
 from taxi_assets_testkit.local_servers import PG
 from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import rows_per_file
@@ -101,12 +101,14 @@ def test_compose_and_code_variables_are_all_in_env_example():
     compose_text = (ROOT / "docker-compose.yml").read_text()
     in_compose = set(re.findall(r"(?<!\$)\$\{(\w+)", compose_text))  # not $${container vars}
     code = "\n".join(p.read_text() for p in (ROOT / "taxi_assets").rglob("*.py"))
-    in_code = set(re.findall(r'_env\(settings, "(\w+)"', code))
+    in_code = set(re.findall(r'settings\.bound\("(\w+)"', code))
     dbt = (ROOT / "dbt_project" / "profiles.yml").read_text()
     in_dbt = set(re.findall(r"env_var\('(\w+)'", dbt))
     assert in_compose and in_dbt
-    assert in_code and in_code <= set(VARIABLES)  # the resources' variables are among the settings'
-    assert (in_compose | set(VARIABLES) | in_dbt) - ENV_EXAMPLE == set()
+    assert in_code and in_code <= set(
+        READ_BY_CODE
+    )  # the resources' variables are among the settings'
+    assert (in_compose | set(READ_BY_CODE) | in_dbt) - ENV_EXAMPLE == set()
 
 
 def test_dockerfile_copies_what_exists_and_the_stack_uses_its_dagster_yaml():

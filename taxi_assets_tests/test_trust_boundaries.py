@@ -59,12 +59,8 @@ def job(monkeypatch, warehouse, mirror) -> dg.JobDefinition:
     }
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
-    settings = Settings(
-        warehouse=warehouse.kind,
-        retry_delay_seconds=0.2,
-        source_url=mirror.url,
-        tlc_url=mirror.url,
-        variables_set=frozenset(variables),
+    settings = Settings.from_env(
+        variables | {"TAXI_WAREHOUSE": warehouse.kind, "TAXI_RETRY_DELAY_SECONDS": "0.2"}
     )
     return build_definitions(settings).resolve_job_def("taxi_trips_job")
 
@@ -206,7 +202,7 @@ def test_the_ui_names_the_variables_never_their_values(monkeypatch):
     password; the launchpad's config schema offers no resource settings to set."""
     secret = f"s3cret-{uuid.uuid4().hex}"
     monkeypatch.setenv("PGPASSWORD", secret)
-    settings = Settings(warehouse="postgres", variables_set=frozenset({"PGPASSWORD"}))
+    settings = Settings.from_env({"TAXI_WAREHOUSE": "postgres", "PGPASSWORD": secret})
     repository = build_definitions(settings).get_repository_def()
 
     snapshot = serialize_value(RepositorySnap.from_def(repository))
@@ -276,7 +272,7 @@ def test_a_dbt_run_cannot_point_the_warehouse_or_the_project_elsewhere(tmp_path,
     before the run starts."""
     from taxi_assets.dbt_definitions import build_dbt_definitions
 
-    settings = Settings(warehouse="duckdb")
+    settings = Settings.from_env({"TAXI_WAREHOUSE": "duckdb"})
     job_def = build_dbt_definitions(settings).resolve_job_def("taxi_dbt_job")
     setting = {"warehouse": {"path": str(tmp_path / "elsewhere.duckdb")},
                "dbt": {"project_dir": str(tmp_path)}}[resource]  # fmt: skip

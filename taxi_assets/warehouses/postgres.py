@@ -34,9 +34,9 @@ from pydantic import Field
 
 from taxi_assets.errors import OutOfSpace, SourceError, WarehouseError, WarehouseMisconfigured
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.settings import check_schema_name
 from taxi_assets.source import TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
+from taxi_assets.variables import BY_NAME
 from taxi_assets.warehouses.base import MergedPartition, PartitionLoad, TaxiWarehouse
 from taxi_assets.warehouses.parallel_copy import Batches, copy_in_parallel
 from taxi_assets.warehouses.partition_load import SqlPartitionLoad
@@ -161,7 +161,7 @@ class PostgresWarehouse(TaxiWarehouse):
     def _check_schema_name(self) -> None:
         """A name dbt cannot quote (it writes `"{name}"`, unescaped): a setting to fix."""
         try:
-            check_schema_name("TAXI_PG_SCHEMA", self.sql_schema)
+            BY_NAME["TAXI_PG_SCHEMA"].value(self.sql_schema)
         except ValueError as error:
             raise WarehouseMisconfigured(str(error)) from None
 
