@@ -25,7 +25,7 @@ from taxi_assets.partitions import (
 from taxi_assets.progress import Progress, Transfer
 from taxi_assets.resources import TaxiSource
 from taxi_assets.settings import Settings
-from taxi_assets.source import TripCsv
+from taxi_assets.trip_csv import TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, TripSchema
 from taxi_assets.warehouses.base import MergedPartition, StagedPartition, TaxiWarehouse
 

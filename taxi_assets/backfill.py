@@ -15,9 +15,9 @@ from datetime import datetime
 
 import requests
 
+from taxi_assets.download import redact_url
 from taxi_assets.errors import ServerError, ServerUnavailable
 from taxi_assets.partitions import FIRST_MONTH, month_dimension
-from taxi_assets.source import redact_url
 from taxi_assets.trip_schema import TAXI_COLOURS
 
 DEFAULT_URL = "http://localhost:3000"

@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 from taxi_assets.errors import OutOfSpace, SourceError, no_space
-from taxi_assets.source import DEFAULT_MAX_ROWS, too_many_rows
+from taxi_assets.trip_csv import DEFAULT_MAX_ROWS, too_many_rows
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema
 from taxi_assets.warehouses.duckdb import text_literal
 

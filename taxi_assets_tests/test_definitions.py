@@ -18,11 +18,11 @@ import yaml
 from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
 from taxi_assets.checks import taxi_trip_checks_op
 from taxi_assets.definitions import defs
+from taxi_assets.download import MinimumRate, fetch, redact_url
 from taxi_assets.errors import SourceError, SourceUnavailable
 from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
 from taxi_assets.resources import TaxiSource
 from taxi_assets.settings import Settings
-from taxi_assets.source import MinimumRate, fetch, redact_url
 from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
 from taxi_assets_testkit.local_servers import free_port
 from taxi_assets_testkit.synthetic import write_month

@@ -8,8 +8,8 @@ import pytest
 
 from taxi_assets.errors import SourceError
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import TripCsv
 from taxi_assets.trip_contract import MAX_LINE_BYTES, NOT_A_NUMBER, NOT_A_TIMESTAMP
+from taxi_assets.trip_csv import TripCsv
 from taxi_assets.trip_schema import GREEN
 from taxi_assets_testkit.synthetic import csv_lines, generate_rows, write_csv_gz
 from taxi_assets_tests.helpers import fingerprint

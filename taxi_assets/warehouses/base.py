@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import TripCsv
+from taxi_assets.trip_csv import TripCsv
 from taxi_assets.trip_schema import ColumnType, TripSchema
 from taxi_assets.warehouses.trip_queries import TripQueries
 

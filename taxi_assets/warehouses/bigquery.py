@@ -32,7 +32,7 @@ from pydantic import Field
 
 from taxi_assets.errors import SourceError, WarehouseError, WarehouseMisconfigured
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import TripCsv
+from taxi_assets.trip_csv import TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
 from taxi_assets.warehouses.base import (
     MergedPartition,

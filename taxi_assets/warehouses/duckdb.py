@@ -26,8 +26,8 @@ from pydantic import Field
 
 from taxi_assets.errors import OutOfSpace, SourceError, WarehouseError, no_space
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import TripCsv
 from taxi_assets.trip_contract import TIMESTAMP_PATTERN
+from taxi_assets.trip_csv import TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
 from taxi_assets.warehouses.base import MergedPartition, PartitionLoad, TaxiWarehouse
 from taxi_assets.warehouses.float_text import postgres_float_text

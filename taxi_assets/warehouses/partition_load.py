@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager
 
 from taxi_assets.errors import WarehouseError
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.source import INT4_MAX, TripCsv
+from taxi_assets.trip_csv import INT4_MAX, TripCsv
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema, id_columns
 from taxi_assets.warehouses.base import (
     MergedPartition,
