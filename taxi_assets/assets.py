@@ -12,9 +12,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import GRPC_INFO_TAG, RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 from pydantic import Field
 
+from taxi_assets.dagster_internals import GRPC_INFO_TAG, RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 from taxi_assets.errors import SourceError, TaxiError
 from taxi_assets.partitions import (
     FIRST_MONTH,

@@ -28,11 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
-from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -42,6 +37,11 @@ from dagster_dbt import (
 )
 
 from taxi_assets.assets import TRIPS, WAREHOUSE_METADATA, WAREHOUSE_TAG
+from taxi_assets.dagster_internals import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    run_with_concurrent_update_guard,
+)
 from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.partitions import TaxiPartition, month_dimension
 from taxi_assets.settings import Settings

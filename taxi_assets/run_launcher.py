@@ -7,14 +7,16 @@ one that is running. Such a run is marked failed and, as a run whose process die
 import json
 
 import grpc
-from dagster import DefaultRunLauncher
-from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.storage.tags import GRPC_INFO_TAG
-from dagster._grpc.__generated__ import dagster_api_pb2
-from dagster._grpc.client import DagsterGrpcClient
-from dagster._grpc.types import GetCurrentRunsResult
-from dagster._serdes import deserialize_value
+from dagster import DagsterRun, DefaultRunLauncher, deserialize_value
+
+from taxi_assets.dagster_internals import (
+    GRPC_INFO_TAG,
+    CheckRunHealthResult,
+    DagsterGrpcClient,
+    GetCurrentRunsResult,
+    WorkerStatus,
+    dagster_api_pb2,
+)
 
 # How long the code server has to answer: a busy one is taken as alive, never as gone.
 ANSWER_SECONDS = 10

@@ -24,9 +24,8 @@ import sys
 from collections.abc import Callable
 
 import dagster as dg
-from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR
-from dagster_shared.error import SerializableErrorInfo
 
+from taxi_assets.dagster_internals import LOG_RECORD_METADATA_ATTR, SerializableErrorInfo
 from taxi_assets.partitions import FIRST_MONTH, TaxiPartition, month_dimension
 
 # How Dagster's partition errors quote the key the user typed.

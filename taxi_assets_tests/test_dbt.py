@@ -12,14 +12,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG as RANGE_END,
-)
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_START_TAG as RANGE_START,
-)
 
 from taxi_assets.assets import TRIPS
+from taxi_assets.dagster_internals import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from taxi_assets.dagster_internals import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from taxi_assets.dbt_models import DBT_PROJECT_DIR, build_dbt_after_loads
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW

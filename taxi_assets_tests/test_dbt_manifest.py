@@ -5,9 +5,9 @@ import json
 import logging
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
+from taxi_assets.dagster_internals import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from taxi_assets.dagster_internals import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from taxi_assets.dbt_models import build_taxi_dbt, prepared_dbt_project
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.settings import Settings

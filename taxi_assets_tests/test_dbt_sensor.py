@@ -4,10 +4,10 @@ load from a terminal share `.dagster_home`."""
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 
 from taxi_assets.assets import WAREHOUSE_METADATA, WAREHOUSE_TAG
+from taxi_assets.dagster_internals import ASSET_PARTITION_RANGE_END_TAG as RANGE_END
+from taxi_assets.dagster_internals import ASSET_PARTITION_RANGE_START_TAG as RANGE_START
 from taxi_assets.dbt_models import build_dbt_after_loads
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN, YELLOW

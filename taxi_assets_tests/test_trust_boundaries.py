@@ -10,15 +10,14 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
 from dagster_graphql.test.utils import (
     define_out_of_process_context,
     execute_dagster_graphql,
     infer_job_selector,
 )
-from dagster_shared.serdes import serialize_value
 
+from taxi_assets.dagster_internals import RepositorySnap
 from taxi_assets.definitions import build_definitions
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.settings import Settings
@@ -205,7 +204,7 @@ def test_the_ui_names_the_variables_never_their_values(monkeypatch):
     settings = Settings.from_env({"TAXI_WAREHOUSE": "postgres", "PGPASSWORD": secret})
     repository = build_definitions(settings).get_repository_def()
 
-    snapshot = serialize_value(RepositorySnap.from_def(repository))
+    snapshot = dg.serialize_value(RepositorySnap.from_def(repository))
 
     assert secret not in snapshot
     assert "password (PGPASSWORD)" in repository.get_top_level_resources()["warehouse"].description
