@@ -24,10 +24,10 @@ from pydantic import Field
 
 from taxi_assets.errors import SourceError, TaxiError
 from taxi_assets.source import fetch, redact_url
+from taxi_assets.variables import variable_field
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse, quote
 
 GROUP = "getting_started"
-DEFAULT_PRODUCTS_URL = "https://dummyjson.com/products"
 SCHEMA = "getting_started"
 MISSING = "N/A"
 # The group has no retry policy: the HTTP client's retries are its one retry layer.
@@ -37,10 +37,7 @@ HTTP_RETRIES = 3
 class ProductsSource(dg.ConfigurableResource):
     """Where the products come from (PRODUCTS_URL)."""
 
-    url: str = Field(
-        default=DEFAULT_PRODUCTS_URL,
-        description="The products JSON (PRODUCTS_URL): https://, file:// or a path.",
-    )
+    url: str = variable_field("PRODUCTS_URL")
     timeout_seconds: float = Field(default=30.0, description="Read timeout of the request.")
 
     def products(self) -> list[dict[str, Any]]:

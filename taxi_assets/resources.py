@@ -9,7 +9,6 @@ goes to, nor the credentials.
 """
 
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from dotenv import load_dotenv
@@ -27,15 +26,8 @@ from taxi_assets.source import (
     source_url,
 )
 from taxi_assets.trip_schema import TRIP_SCHEMAS
-from taxi_assets.variables import BY_NAME, SourceKind
+from taxi_assets.variables import SourceKind, variable_field
 from taxi_assets.warehouses.base import TaxiWarehouse
-
-
-def variable_field(name: str) -> Any:
-    """A resource field set from a variable: its default and description are the table's
-    (`variables.py`)."""
-    variable = BY_NAME[name]
-    return Field(default=variable.value(None), description=f"{variable.doc} ({name})")
 
 
 class TaxiSource(dg.ConfigurableResource):

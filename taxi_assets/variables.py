@@ -17,9 +17,11 @@ import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
+
+from pydantic import Field
 
 from taxi_assets.partitions import FIRST_MONTH, LAST_RELEASE_MONTH
 from taxi_assets.source import (
@@ -461,6 +463,13 @@ VARIABLES: tuple[Variable, ...] = (
 BY_NAME = {variable.name: variable for variable in VARIABLES}
 # What this project's code reads (and checks at start-up); the others are other tools'.
 READ_BY_CODE = tuple(variable.name for variable in VARIABLES if variable.read_by == CODE)
+
+
+def variable_field(name: str) -> Any:
+    """A resource field set from a variable: its default and description are the table's."""
+    variable = BY_NAME[name]
+    return Field(default=variable.value(None), description=f"{variable.doc} ({name})")
+
 
 ENV_EXAMPLE_HEAD = """\
 # Every variable the project reads, written from taxi_assets/variables.py (`python -m

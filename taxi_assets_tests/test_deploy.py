@@ -13,7 +13,7 @@ import yaml
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets.variables import READ_BY_CODE
+from taxi_assets.variables import BY_NAME, READ_BY_CODE, VARIABLES
 from taxi_assets_testkit.local_servers import PG
 from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import rows_per_file
@@ -121,3 +121,18 @@ def test_dockerfile_copies_what_exists_and_the_stack_uses_its_dagster_yaml():
     assert COMPOSE["x-dagster"]["build"] == "."
     workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
     assert workspace["load_from"][0]["python_module"]["module_name"] == "taxi_assets.definitions"
+
+
+def test_compose_passes_every_variable_of_a_postgres_stack_with_the_tables_defaults():
+    """The Dagster services get every variable the code reads but DuckDB's and BigQuery's (the
+    stack's warehouse is PostgreSQL), each defaulting as the table does, but where the stack
+    has its own (its role, its database, its server)."""
+    environment = COMPOSE["x-dagster"]["environment"]
+    not_in_the_stack = {"TAXI_DUCKDB_PATH", "TAXI_DUCKDB_SCHEMA"} | {
+        v.name for v in VARIABLES if v.only_for == "bigquery"
+    }
+    stacks_own = {"TAXI_WAREHOUSE", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"}
+
+    assert set(READ_BY_CODE) - not_in_the_stack <= set(environment)
+    for name in set(READ_BY_CODE) - not_in_the_stack - stacks_own:
+        assert environment[name] == f"${{{name}:-{BY_NAME[name].default}}}", name
