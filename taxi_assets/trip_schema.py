@@ -3,8 +3,8 @@
 Each colour is a `TripSchema`: the CSV header in file order with a logical type per column, the
 newer columns some files add after it (the TLC's Parquet months: `airport_fee`, the CBD
 congestion fee since 2025), and which columns hold the pickup and dropoff times. Warehouses map
-the logical types to their own (`warehouses/postgres.py` uses the Kestra DDL's types); the load
-code never branches on the colour.
+the logical types to their own (`warehouses/postgres_tables.py` uses the Kestra DDL's types);
+the load code never branches on the colour.
 """
 
 from dataclasses import dataclass

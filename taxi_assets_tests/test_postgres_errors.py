@@ -12,7 +12,7 @@ import pytest
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets.warehouses.postgres import is_transient
+from taxi_assets.warehouses.postgres_errors import is_transient
 from taxi_assets_testkit.kestra_flow import GREEN_COLUMNS
 from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.databases import Db, replaced

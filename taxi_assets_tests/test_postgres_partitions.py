@@ -12,7 +12,7 @@ from psycopg import sql
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets.warehouses import postgres
+from taxi_assets.warehouses import postgres_tables
 from taxi_assets_testkit.kestra_flow import GREEN_COLUMNS
 from taxi_assets_testkit.local_servers import PG
 from taxi_assets_testkit.synthetic import expected_unique_row_id, write_month
@@ -144,10 +144,10 @@ def test_two_runs_of_the_same_partition_at_once_queue(mirror, load, db):
 def test_a_run_waiting_for_another_run_of_its_month_says_so(mirror, load, db, monkeypatch, caplog):
     """Another session holds the month's advisory lock (as a run of it would): the load waits,
     says so in its log, and loads once the lock is free."""
-    monkeypatch.setattr(postgres, "PARTITION_WAIT_LOG_SECONDS", 0.2)
+    monkeypatch.setattr(postgres_tables, "PARTITION_WAIT_LOG_SECONDS", 0.2)
     caplog.set_level(logging.INFO)
     write_month(mirror.directory, GREEN, JAN, 100)
-    key = postgres._lock_key(db.warehouse.sql_schema, JAN.filename)
+    key = postgres_tables.lock_key(db.warehouse.sql_schema, JAN.filename)
     results = []
     with psycopg.connect(**PG, dbname=db.warehouse.database, autocommit=True) as other_run:
         other_run.execute(sql.SQL("SELECT pg_advisory_lock({})").format(key))
@@ -230,7 +230,7 @@ def test_a_long_reader_delays_the_swap_without_blocking_other_readers(mirror, lo
     assert not reload.is_alive()
     assert fingerprint(db, "green_tripdata")[0] == 200
     said = caplog.text.count("is in use by another session")
-    assert said <= waited // postgres.PARTITION_WAIT_LOG_SECONDS, (said, waited)
+    assert said <= waited // postgres_tables.PARTITION_WAIT_LOG_SECONDS, (said, waited)
 
 
 def wait_until_swap_waits(watcher: psycopg.Connection, timeout: float = 60.0) -> None:
