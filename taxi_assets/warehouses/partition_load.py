@@ -30,7 +30,8 @@ from contextlib import AbstractContextManager
 from taxi_assets.errors import WarehouseError
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_csv import INT4_MAX, TripCsv
-from taxi_assets.trip_schema import Column, ColumnType, TripSchema, id_columns
+from taxi_assets.trip_schema import Column, ColumnType, TripSchema
+from taxi_assets.warehouses import load_sql
 from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
@@ -38,6 +39,7 @@ from taxi_assets.warehouses.base import (
     scratch_table,
     staging_table_name,
 )
+from taxi_assets.warehouses.load_sql import Dialect
 
 
 def source_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
@@ -108,7 +110,7 @@ class SqlPartitionLoad(PartitionLoad):
     # -- names ---------------------------------------------------------------------------------
 
     def qualified(self, table: str) -> str:
-        return f"{self.quote(self.sql_schema)}.{self.quote(table)}"
+        return load_sql.qualified(self.quote, self.sql_schema, table)
 
     @property
     def main(self) -> str:
@@ -124,15 +126,15 @@ class SqlPartitionLoad(PartitionLoad):
 
     def file_column_list(self) -> str:
         """The file's columns, as the scratch table and its COPY name them."""
-        return ", ".join(self.quote(c.name.lower()) for c in self.file_columns)
+        return load_sql.column_names(self.quote, self.file_columns)
 
     def table_column_list(self) -> str:
         """The trip table's columns after `unique_row_id` and `filename`."""
-        return ", ".join(self.quote(c.name.lower()) for c in self.schema.table_columns)
+        return load_sql.column_names(self.quote, self.schema.table_columns)
 
     def final_column_list(self) -> str:
         """All of the trip table's columns, as the staged rows have them."""
-        return f"unique_row_id, filename, {self.table_column_list()}"
+        return load_sql.final_column_names(self.quote, self.schema)
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -204,11 +206,7 @@ class SqlPartitionLoad(PartitionLoad):
         return self._staged_rows
 
     def require_staging(self) -> None:
-        found = self.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_name = %s",
-            [self.sql_schema, self.staging_name],
-        )
+        found = self.execute(load_sql.table_exists_sql(), [self.sql_schema, self.staging_name])
         if not found[0][0]:
             raise WarehouseError(
                 f"{self.sql_schema}.{self.staging_name} is missing: stage the file first"
@@ -216,15 +214,13 @@ class SqlPartitionLoad(PartitionLoad):
 
     def delete_and_insert(self) -> MergedPartition:
         """The plain way to replace a file's rows: DELETE them, INSERT the staged ones."""
-        columns = self.final_column_list()
+        filename = [self.partition.filename]
         with self.transaction():
             self.require_staging()
-            deleted = self.execute(
-                f"SELECT count(*) FROM {self.main} WHERE filename = %s", [self.partition.filename]
-            )[0][0]
-            self.execute(f"DELETE FROM {self.main} WHERE filename = %s", [self.partition.filename])
+            deleted = self.execute(load_sql.count_file_rows_sql(self.main), filename)[0][0]
+            self.execute(load_sql.delete_file_rows_sql(self.main), filename)
             self.execute(
-                f"INSERT INTO {self.main} ({columns}) SELECT {columns} FROM {self.staging}"
+                load_sql.insert_staged_rows_sql(self.quote, self.schema, self.main, self.staging)
             )
             self.execute(f"DROP TABLE {self.staging}")
         return self.merged(rows=self.staged_rows(), replaced_rows=deleted)
@@ -250,72 +246,36 @@ class SqlPartitionLoad(PartitionLoad):
             return column
         return f"CAST({column} AS {self.table_types[type_]})"
 
+    def dialect(self) -> Dialect:
+        return Dialect(self.quote, self.table_types, self.id_text_sql, self.contract_value_sql)
+
     def source_columns(self) -> str:
         """The scratch table's columns: the main table's types, integers as decimals or not."""
-        types = self.scratch_types()
-        if self.integers_as_decimals:
-            types[ColumnType.INTEGER] = types[ColumnType.FLOAT]
-        return ", ".join(f"{self.quote(c.name.lower())} {types[c.type]}" for c in self.file_columns)
+        return load_sql.read_columns(
+            self.quote, self.file_columns, self.scratch_types(), self.integers_as_decimals
+        )
 
     def staging_select_sql(self, source: str | None = None) -> str:
-        """One pass from `source` (the scratch table): ids, filename (the one parameter), integer
-        columns checked and cast, the other columns as they are, NULL for the table's newer
-        columns the file lacks."""
-        text = self.table_types[ColumnType.TEXT]
-        values = ", ".join(
-            self._final_value_sql(c.name.lower(), c.type)
-            if c in self.file_columns
-            else f"CAST(NULL AS {self.table_types[c.type]}) AS {self.quote(c.name.lower())}"
-            for c in self.schema.table_columns
+        """One pass from `source` (the scratch table) to the final rows (`load_sql.py`)."""
+        return load_sql.final_rows_sql(
+            self.dialect(),
+            self.schema,
+            self.file_columns,
+            source or self.source,
+            self.integers_as_decimals,
         )
-        return (
-            f"SELECT {self._unique_row_id_sql()} AS unique_row_id, "
-            f"CAST(%s AS {text}) AS filename, {values} FROM {source or self.source}"
-        )
-
-    def _final_value_sql(self, name: str, type_: ColumnType) -> str:
-        column = self.quote(name)
-        if type_ is not ColumnType.INTEGER:
-            return f"{self.contract_value_sql(column, type_)} AS {column}"
-        if not self.integers_as_decimals:
-            return column
-        integer = self.table_types[ColumnType.INTEGER]
-        text = self.table_types[ColumnType.TEXT]
-        # A value that is not a whole int4 fails the cast of a text that names it; the error is
-        # then explained from the scratch table (`explain_error`).
-        return (
-            f"CASE WHEN {column} <> trunc({column}) OR abs({column}) > {INT4_MAX} "
-            f"THEN CAST('not a whole number: ' || CAST({column} AS {text}) AS {integer}) "
-            f"ELSE CAST({column} AS {integer}) END AS {column}"
-        )
-
-    def _unique_row_id_sql(self) -> str:
-        """The seed flow's id: md5 over seven columns as text, NULLs as '', no separators."""
-        parts = [
-            f"COALESCE({self.id_text_sql(self.quote(c.name.lower()), c.type)}, '')"
-            for c in id_columns(self.schema)
-        ]
-        return f"md5({' || '.join(parts)})"
 
     def _staging_stats_sql(self) -> str:
         """Pickups outside the month (PostgreSQL answers from the staged table's index)."""
-        pickup = self.quote(self.schema.pickup.lower())
-        return f"SELECT count(*) FROM {self.staging} WHERE {pickup} < %s OR {pickup} >= %s"
+        return load_sql.pickups_outside_month_sql(self.quote, self.schema, self.staging)
 
     def explain_error(self, error: Exception, csv: TripCsv) -> Exception | None:
         """What to say of an error building the staging table: by default, the first value of
         an integer column that is not a whole int4, with its line (None: nothing found)."""
-        integer_columns = [
-            c.name.lower() for c in self.file_columns if c.type is ColumnType.INTEGER
-        ]
-        values = ", ".join(f"('{name}', {self.quote(name)})" for name in integer_columns)
         found = self.execute(
-            f"SELECT line_number, v.column_name, v.value FROM "
-            f"(SELECT row_number() OVER ({self.row_order}) AS line_number, * "
-            f"FROM {self.source}) AS s "
-            f"CROSS JOIN LATERAL (VALUES {values}) AS v(column_name, value) "
-            "WHERE v.value <> trunc(v.value) OR abs(v.value) > %s "
-            "ORDER BY line_number LIMIT 1",
+            load_sql.first_fractional_integer_sql(
+                self.quote, self.file_columns, self.source, self.row_order
+            ),
             [INT4_MAX],
         )
         return csv.fractional_integer(*found[0]) if found else None
