@@ -22,8 +22,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from taxi_assets.download import fetch, redact_url
 from taxi_assets.errors import SourceError, TaxiError
-from taxi_assets.source import fetch, redact_url
 from taxi_assets.variables import variable_field
 from taxi_assets.warehouses.duckdb import DuckDBWarehouse, quote
 

@@ -14,10 +14,7 @@ import dagster as dg
 from dotenv import load_dotenv
 from pydantic import Field
 
-from taxi_assets.partitions import TaxiPartition
-from taxi_assets.progress import Transfer
-from taxi_assets.settings import Settings
-from taxi_assets.source import (
+from taxi_assets.download import (
     FetchedFile,
     MinimumRate,
     fetch,
@@ -25,6 +22,9 @@ from taxi_assets.source import (
     redact_url,
     source_url,
 )
+from taxi_assets.partitions import TaxiPartition
+from taxi_assets.progress import Transfer
+from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import TRIP_SCHEMAS
 from taxi_assets.variables import SourceKind, variable_field
 from taxi_assets.warehouses.base import TaxiWarehouse

@@ -23,15 +23,15 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from taxi_assets.partitions import FIRST_MONTH, LAST_RELEASE_MONTH
-from taxi_assets.source import (
-    DEFAULT_MAX_ROWS,
+from taxi_assets.download import (
     DEFAULT_SOURCE_URL,
     DEFAULT_TLC_URL,
     SCHEMES,
     fetch_path,
     redact_url,
 )
+from taxi_assets.partitions import FIRST_MONTH, LAST_RELEASE_MONTH
+from taxi_assets.trip_csv import DEFAULT_MAX_ROWS
 
 Parser = Callable[[str], object]
 # The choices: typed, so that pydantic and Dagster's UI show the allowed values.
