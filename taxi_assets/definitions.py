@@ -1,6 +1,6 @@
 """The load code location, `taxi_assets`: the trip assets, their checks, job, schedules and sensor
 (`dagster asset materialize -m taxi_assets.definitions`, `dg launch`, and `make dev` beside the
-dbt location, `dbt_definitions.py`), and the seeds' getting-started flow (`getting_started.py`).
+dbt location, `dbt_definitions.py`), and the course's getting-started flow (`getting_started.py`).
 
 The settings are read here, once, when the location loads (`settings.py`); what depends on them
 (the load step's kind, pool and retries, the schedules, the resources) is built from them. Loading
