@@ -50,9 +50,11 @@ test: $(BIN)/.installed home
 test-fast: $(BIN)/.installed home
 	$(PYTEST) -m "not browser and not dagster_dev and not emulators and not stack"
 
+## lint: the formatter's check, the linter, the type checker (pyright in basic mode)
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/basedpyright --pythonpath $(BIN)/python
 
 ## constraints: pin the versions of today's environment (after a change of dependencies)
 constraints: $(BIN)/.installed

@@ -83,7 +83,7 @@ def recorded_loads(
     ).records
     return [
         {
-            name: int(metadata[name].value)
+            name: recorded_int(metadata[name])
             for name in ("rows_in_table", "source_rows")
             if metadata.get(name) is not None
         }
@@ -106,6 +106,14 @@ def last_loaded(
 
 def _text_value(value: dg.MetadataValue | None) -> str | None:
     return None if value is None else str(value.value)
+
+
+def recorded_int(value: dg.MetadataValue) -> int:
+    """The number a metadata entry holds (`IntMetadataValue`, or a float or text of one)."""
+    number = value.value
+    if not isinstance(number, int | float | str):
+        raise TypeError(f"not a number: {number!r}")
+    return int(number)
 
 
 def refuse_sharp_shrink(partition: TaxiPartition, rows: int, previous: int | None) -> None:

@@ -228,7 +228,7 @@ def follow(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m taxi_assets.backfill", description=__doc__.splitlines()[0]
+        prog="python -m taxi_assets.backfill", description=(__doc__ or "").partition("\n")[0]
     )
     parser.add_argument("first", help="first month, YYYY-MM")
     parser.add_argument("last", help="last month, YYYY-MM (included)")

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from taxi_assets.assets import TRIPS, WAREHOUSE_METADATA, WAREHOUSE_TAG
+from taxi_assets.assets import TRIPS, WAREHOUSE_METADATA, WAREHOUSE_TAG, recorded_int
 from taxi_assets.dagster_internals import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -236,7 +236,7 @@ taxi_dbt_job = dg.define_asset_job(
 )
 
 
-def month_ranges(months: set[str], keys: list[str]) -> list[tuple[str, str]]:
+def month_ranges(months: set[str], keys: Sequence[str]) -> list[tuple[str, str]]:
     """Consecutive months (in partition order, `keys`) as (first, last) ranges."""
     ranges: list[tuple[str, str]] = []
     for index, month in enumerate(keys):
@@ -332,9 +332,11 @@ def loads_seen(
         return seen
     records = dg.AssetRecordsFilter(asset_key=key, asset_partitions=sorted(months))
     for record in newest_materializations(instance, records):
-        month, metadata = record.partition_key, record.asset_materialization.metadata
+        month, materialization = record.partition_key, record.asset_materialization
+        if month is None or materialization is None:
+            continue
         if month not in seen and recorded_warehouse(record) == warehouse:
-            seen[month] = int(metadata[LOADS_SEEN].value)
+            seen[month] = recorded_int(materialization.metadata[LOADS_SEEN])
             if seen.keys() >= months:
                 break
     return seen
@@ -371,7 +373,11 @@ def stale_months(
     own month, and the month before it (trips that began on the evening before) if its facts
     were built; either one only if its last build began before that load."""
     keys = month_dimension.get_partition_keys()
-    loaded = {load.storage_id: TaxiPartition.from_key(load.partition_key).month for load in loads}
+    loaded = {
+        load.storage_id: TaxiPartition.from_key(load.partition_key).month
+        for load in loads
+        if load.partition_key is not None
+    }
     own = {load: month for load, month in loaded.items() if month in keys}
     before = {load: keys[keys.index(month) - 1] for load, month in own.items() if keys.index(month)}
     seen = facts_seen(instance, facts, {*own.values(), *before.values()}, warehouse)

@@ -44,12 +44,14 @@ class Progress:
         started = time.monotonic()
         done = threading.Event()
 
-        def tick() -> None:
+        def tick(status: Callable[[float], str]) -> None:
             while not done.wait(EVERY_SECONDS):
                 elapsed = time.monotonic() - started
                 self.log(f"{self.name}: {phase}: {status(elapsed)} after {elapsed:.0f}s")
 
-        ticker = threading.Thread(target=tick, name=f"progress-{phase}", daemon=True)
+        ticker = threading.Thread(
+            target=tick, args=(status,), name=f"progress-{phase}", daemon=True
+        )
         if status is not None:
             ticker.start()
         try:

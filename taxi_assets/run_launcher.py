@@ -56,7 +56,7 @@ class TaxiRunLauncher(DefaultRunLauncher):
         return CheckRunHealthResult(WorkerStatus.NOT_FOUND, "its code server no longer runs it")
 
 
-def _server_is_gone(error: BaseException) -> bool:
+def _server_is_gone(error: BaseException | None) -> bool:
     """Whether gRPC said that nothing listens there (not that it was slow)."""
     while error is not None:
         if isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE:

@@ -7,6 +7,7 @@ remembers what was requested, so nothing is requested twice.
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import dagster as dg
@@ -31,7 +32,7 @@ class NewMonthCursor:
         return json.dumps(asdict(self))
 
 
-def _in_probe_order(keys: list[str], after: str | None) -> list[str]:
+def _in_probe_order(keys: Sequence[str], after: str | None) -> list[str]:
     """`keys` starting just after `after`, wrapping around: every key gets its turn."""
     later = [key for key in keys if after is not None and key > after]
     return later + [key for key in keys if key not in later]

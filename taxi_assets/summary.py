@@ -22,16 +22,15 @@ from taxi_assets.warehouses.trip_queries import TripQueries
 ZONES = Path(__file__).parent.parent / "dbt_project" / "seeds" / "taxi_zone_lookup.csv"
 
 
-def top_pickup_zones(trips: TripQueries, partition: TaxiPartition, limit: int = 5):
+def top_pickup_zones(trips: TripQueries, partition: TaxiPartition, limit: int = 5) -> pd.DataFrame:
     schema = TRIP_SCHEMAS[partition.taxi]
     revenue = pd.DataFrame(
         trips.revenue_by_pickup_location(schema, partition.filename, limit),
-        columns=["locationid", "trips", "revenue"],
+        columns=pd.Index(["locationid", "trips", "revenue"]),
     )
     zones = pd.read_csv(ZONES, dtype={"locationid": str})
-    return revenue.merge(zones, on="locationid", how="left")[
-        ["zone", "borough", "trips", "revenue"]
-    ]
+    zoned = revenue.merge(zones, on="locationid", how="left")
+    return zoned.loc[:, ["zone", "borough", "trips", "revenue"]]
 
 
 def _reason(error: Exception) -> str:
@@ -74,7 +73,7 @@ def main(key: str) -> int:
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The partition to summarise; without one, the usage and exit status 2."""
     parser = argparse.ArgumentParser(
-        prog="python -m taxi_assets.summary", description=__doc__.splitlines()[0]
+        prog="python -m taxi_assets.summary", description=(__doc__ or "").partition("\n")[0]
     )
     parser.add_argument("partition", help="a loaded partition, MONTH|COLOUR: '2020-10|green'")
     return parser.parse_args(argv)

@@ -85,9 +85,9 @@ def _check_row_count(
     connection: duckdb.DuckDBPyConnection, parquet: Path, name: str, max_rows: int
 ) -> None:
     """The footer's row count, read before any row is."""
-    rows = connection.execute(
+    [(rows,)] = connection.execute(
         f"SELECT num_rows FROM parquet_file_metadata({text_literal(str(parquet))})"
-    ).fetchone()[0]
+    ).fetchall()
     if rows > max_rows:
         raise SourceError(too_many_rows(name, max_rows))
 

@@ -238,6 +238,8 @@ class TripCsv:
         opened = False  # whether a quoted field is open at the line's end
         with gzip.open(self.path, "rb") as lines:
             expected = _line_ending(lines.readline(MAX_LINE_BYTES))
+            if expected is None:  # the header is the file's only line
+                return None
             for number, line in enumerate(iter(lambda: lines.readline(MAX_LINE_BYTES), b""), 2):
                 opened ^= bool(line.count(b'"') % 2)
                 ending = _line_ending(line)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -74,7 +75,7 @@ class DagsterDev:
                 start_new_session=True,  # its own process group: stop() reaches every child
             )  # fmt: skip
         try:
-            self._wait_until_loaded()
+            self._wait_until_loaded(self.process)
         except BaseException:
             self.stop()
             raise
@@ -99,10 +100,10 @@ class DagsterDev:
                 pass
         self.process = None
 
-    def _wait_until_loaded(self, timeout: float = 180) -> None:
+    def _wait_until_loaded(self, process: subprocess.Popen, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self._log.read_text()[-3000:]
+            assert process.poll() is None, self._log.read_text()[-3000:]
             try:
                 entries = self.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
             except (ServerError, KeyError):
@@ -141,7 +142,9 @@ class DagsterDev:
             time.sleep(1)
         raise TimeoutError(f"backfill {backfill_id} still running after {timeout}s")
 
-    def wait_for_runs(self, backfill_id: str, count: int, timeout: float = 600) -> list:
+    def wait_for_runs(
+        self, backfill_id: str, count: int, timeout: float = 600
+    ) -> Sequence[dg.DagsterRun]:
         """The backfill's runs once `count` of them exist and all have finished."""
         instance = self.instance()
         deadline = time.monotonic() + timeout

@@ -1,4 +1,4 @@
-"""The Kestra seed flow's Postgres SQL, verbatim (02_postgres_taxi.yaml), as a test oracle.
+"""The Kestra flow's Postgres SQL, verbatim (02_postgres_taxi.yaml), as a test oracle.
 
 Loading a file this way gives the ids a table loaded by the Kestra flow has; the product's ids
 must equal them. Only the table names are parameters here.
@@ -6,8 +6,10 @@ must equal them. Only the table names are parameters here.
 
 import gzip
 from pathlib import Path
+from typing import LiteralString, cast
 
 import psycopg
+from psycopg import sql
 
 GREEN_COLUMNS = """VendorID text, lpep_pickup_datetime timestamp, lpep_dropoff_datetime timestamp,
   store_and_fwd_flag text, RatecodeID text, PULocationID text, DOLocationID text,
@@ -58,11 +60,19 @@ def kestra_ids(connection: psycopg.Connection, taxi: str, csv_gz: Path, file: st
     staging = f"kestra_{taxi}_tripdata_staging"
     columns = GREEN_COLUMNS if taxi == "green" else YELLOW_COLUMNS
     prefix = "lpep" if taxi == "green" else "tpep"
-    connection.execute(f"DROP TABLE IF EXISTS {staging}")
-    connection.execute(f"CREATE TABLE {staging} (unique_row_id text, filename text, {columns})")
+    connection.execute(statement(f"DROP TABLE IF EXISTS {staging}"))
+    connection.execute(
+        statement(f"CREATE TABLE {staging} (unique_row_id text, filename text, {columns})")
+    )
     copy_in(connection, staging, column_names(columns), csv_gz)
-    connection.execute(UNIQUE_ROW_ID.format(staging=staging, p=prefix, file=file))
-    return [row[0] for row in connection.execute(f"SELECT unique_row_id FROM {staging}")]
+    connection.execute(statement(UNIQUE_ROW_ID.format(staging=staging, p=prefix, file=file)))
+    return [row[0] for row in connection.execute(statement(f"SELECT unique_row_id FROM {staging}"))]
+
+
+def statement(text: str) -> sql.SQL:
+    """`text` as a statement psycopg runs: the flow's SQL with this oracle's own table and file
+    names put in, never outside input (psycopg's types ask for a literal string)."""
+    return sql.SQL(cast(LiteralString, text))
 
 
 def column_names(ddl: str) -> str:
@@ -74,7 +84,9 @@ def copy_in(connection: psycopg.Connection, table: str, columns: str, csv_gz: Pa
     """The flow's CopyIn task: the gunzipped CSV, header and all, into `table`."""
     with (
         connection.cursor() as cursor,
-        cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, HEADER true)") as copy,
+        cursor.copy(
+            statement(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, HEADER true)")
+        ) as copy,
         gzip.open(csv_gz, "rb") as source,
     ):
         while chunk := source.read(1 << 20):
