@@ -5,7 +5,7 @@ PARTITION ?= 2020-10|green
 # Its month: the facts the demo builds (`fact_trips` and the monthly revenue, by pickup month).
 MONTH = $(firstword $(subst |, ,$(PARTITION)))
 
-.PHONY: demo test test-fast lint bench bench-facts dev home constraints
+.PHONY: demo test test-fast test-quick lint bench bench-facts dev home constraints
 # One Dagster home for `make demo`, `make dev` and the README's dagster commands: its run history
 # is what the UI shows. `.env`, which every dagster command reads from this folder, points
 # DAGSTER_HOME here unless DAGSTER_HOME is already set.
@@ -46,8 +46,12 @@ PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 test: $(BIN)/.installed home
 	$(PYTEST)
 
-## test-fast: the inner loop, without the slow layers (browser, dagster dev, emulators, stack)
-test-fast: $(BIN)/.installed home
+## test-fast: the unit tests (marked `unit`): no PostgreSQL, no server, no Dagster run
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -m unit
+
+## test-quick: the suite without its slow layers (browser, dagster dev, emulators, stack)
+test-quick: $(BIN)/.installed home
 	$(PYTEST) -m "not browser and not dagster_dev and not emulators and not stack"
 
 ## lint: the formatter's check, the linter, the type checker (pyright in basic mode)

@@ -4,12 +4,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import pytest
 
 from taxi_assets.checks import taxi_trip_checks
 from taxi_assets.jobs import taxi_trips_job
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.schedules import month_for_tick, monthly_schedule
+from taxi_assets.schedules import monthly_schedule
 from taxi_assets.sensors import NewMonthCursor, new_month_sensor
 from taxi_assets.trip_schema import GREEN, YELLOW
 from taxi_assets_testkit.synthetic import write_month
@@ -36,26 +35,6 @@ def _tick(defs: dg.Definitions, name: str, when: datetime, instance: dg.DagsterI
         resources=defs.resources,
     ) as context:
         return defs.get_schedule_def(name).evaluate_tick(context)
-
-
-def test_the_two_schedules_fire_on_the_first_at_nine_and_ten():
-    by_name = {schedule.name: schedule for schedule in taxi_schedules}
-    assert by_name["green_taxi_monthly"].cron_schedule == "0 9 1 * *"
-    assert by_name["yellow_taxi_monthly"].cron_schedule == "0 10 1 * *"
-    assert {s.execution_timezone for s in taxi_schedules} == {"UTC"}
-    assert {s.job_name for s in taxi_schedules} == {"taxi_trips_job"}
-
-
-@pytest.mark.parametrize(
-    ("which", "tick", "month"),
-    [
-        ("previous", datetime(2021, 3, 1, 9), "2021-02"),
-        ("previous", datetime(2021, 1, 1, 9), "2020-12"),
-        ("current", datetime(2021, 3, 1, 9), "2021-03"),
-    ],
-)
-def test_month_for_tick(which, tick, month):
-    assert month_for_tick(tick, which) == month
 
 
 def test_green_tick_requests_last_month_for_green_only(mirror, warehouse):

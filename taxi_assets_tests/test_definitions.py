@@ -1,14 +1,9 @@
 """What the UI shows: the code location loads, with partitions, assets, checks and the job."""
 
-import contextlib
-import http.server
 import os
 import pkgutil
 import subprocess
 import sys
-import threading
-import time
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -18,17 +13,14 @@ import yaml
 from taxi_assets.assets import SOURCE_FILE, STAGING, TRIPS
 from taxi_assets.checks import taxi_trip_checks_op
 from taxi_assets.definitions import defs
-from taxi_assets.download import MinimumRate, fetch, redact_url
-from taxi_assets.errors import SourceError, SourceUnavailable
-from taxi_assets.partitions import TaxiPartition, taxi_month_partitions
+from taxi_assets.errors import SourceError
+from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource
 from taxi_assets.settings import Settings
-from taxi_assets.trip_schema import GREEN, TRIP_SCHEMAS, YELLOW
-from taxi_assets_testkit.local_servers import free_port
+from taxi_assets.trip_schema import GREEN
 from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.helpers import rows_per_file
 from taxi_assets_tests.runs import materialize_load
-from taxi_assets_tests.samples import real_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,56 +148,6 @@ def test_assets_are_described_grouped_and_kinded():
     assert blocking == {"rows_match_source", "filename_not_null"}
 
 
-def test_partition_keys_read_month_then_colour_and_reach_the_current_month():
-    keys = taxi_month_partitions.get_partition_keys()
-    this_month = date.today().strftime("%Y-%m")
-    assert keys[:2] == ["2019-01|yellow", "2019-01|green"]
-    assert {f"{this_month}|green", f"{this_month}|yellow"} <= set(keys)
-    assert "2021-07|green" in keys
-
-
-def test_partition_names():
-    december = TaxiPartition.from_key("2020-12|yellow")
-    assert december.filename == "yellow_tripdata_2020-12.csv"
-    assert december.source_filename == "yellow_tripdata_2020-12.csv.gz"
-    assert (december.month_start, december.month_end) == (date(2020, 12, 1), date(2021, 1, 1))
-    assert str(december.key) == "2020-12|yellow"
-
-
-@pytest.mark.parametrize(
-    ("schema", "sample", "columns"),
-    [
-        (YELLOW, "yellow_tripdata_2021-01_head22792.csv", 18),
-        (GREEN, "green_tripdata_2020-10.csv.gz", 20),
-    ],
-)
-def test_schemas_match_the_real_headers(schema, sample, columns):
-    import gzip
-
-    opener = gzip.open if sample.endswith(".gz") else open
-    with opener(real_sample(sample), "rt") as file:
-        header = file.readline().strip().split(",")
-    assert list(schema.header) == header
-    assert len(header) == columns
-    assert TRIP_SCHEMAS[schema.taxi] is schema
-
-
-def test_urls_lose_credentials_and_query_strings():
-    url = "https://user:pa55@mirror.example:8443/a/green/f.csv.gz?sig=abc"
-    assert redact_url(url) == "https://mirror.example:8443/a/green/f.csv.gz"
-
-
-def test_a_failed_download_names_no_query_string_or_password(tmp_path):
-    """The HTTP library's own message quotes the URL it tried: not its secrets."""
-    url = "http://reader:pa55w0rd@127.0.0.1:9/green/f.csv.gz?sig=s3cr3t-token"
-    with pytest.raises(SourceUnavailable) as failed:
-        fetch(url, tmp_path, retries=0, timeout_seconds=5)
-    message = str(failed.value)
-    assert message.startswith("could not download http://127.0.0.1:9/green/f.csv.gz: ")
-    assert "s3cr3t-token" not in message and "pa55w0rd" not in message
-    assert "Max retries exceeded" in message  # the library's text is still there
-
-
 @pytest.mark.parametrize(
     "url", ["ftp://mirror.example/nyc", "s3://bucket/nyc", "htp://typo.example"]
 )
@@ -231,70 +173,6 @@ def test_a_source_url_of_another_kind_is_a_setting_error(tmp_path, url):
     ):
         with pytest.raises(SourceError, match=f"{scheme}:// is not a source this project reads"):
             attempt()
-
-
-@contextlib.contextmanager
-def serving(do_get):
-    """A real HTTP server on 127.0.0.1 answering every GET with `do_get(handler)`; its URL."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            do_get(self)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_a_source_that_sends_a_byte_now_and_then_is_given_up(tmp_path):
-    """Each byte resets the read timeout: only the minimum rate ends such a download."""
-
-    def drip(handler):
-        handler.send_response(200)
-        handler.send_header("Content-Length", "100000")
-        handler.end_headers()
-        for _ in range(200):  # 20 bytes/s for at most 10 s
-            handler.wfile.write(b"x")
-            handler.wfile.flush()
-            time.sleep(0.05)
-
-    started = time.monotonic()
-    with (
-        serving(drip) as base,
-        pytest.raises(SourceUnavailable, match="arrives too slowly") as failed,
-    ):
-        fetch(
-            f"{base}/green/f.csv.gz", tmp_path, retries=0,
-            min_rate=MinimumRate(1_000, window_seconds=1.0),
-        )  # fmt: skip
-
-    assert time.monotonic() - started < 5
-    assert "under the minimum of 1,000 bytes/s (TAXI_DOWNLOAD_MIN_RATE" in str(failed.value)
-
-
-def test_a_download_that_fails_after_a_redirect_names_no_query_string(tmp_path):
-    """A mirror that redirects to a signed URL (as S3 does), which then cannot be reached: the
-    error names neither the original query string nor the target's signature."""
-    target = f"http://127.0.0.1:{free_port()}/bucket/f.csv.gz?X-Amz-Credential=AKIA-secret&X-Amz-Signature=5ig-secret"
-
-    def redirect(handler):
-        handler.send_response(302)
-        handler.send_header("Location", target)
-        handler.end_headers()
-
-    with serving(redirect) as base, pytest.raises(SourceUnavailable) as failed:
-        fetch(f"{base}/green/f.csv.gz?token=t0ken-secret", tmp_path, retries=0, timeout_seconds=5)
-
-    message = str(failed.value)
-    assert "Max retries exceeded" in message
-    assert not any(secret in message for secret in ("AKIA-secret", "5ig-secret", "t0ken-secret"))
 
 
 @pytest.mark.parametrize("form", ["file-url", "directory"])

@@ -6,7 +6,11 @@ points to a file that exists and, for an `#anchor`, to one of its headings."""
 import re
 from pathlib import Path
 
+import pytest
+
 from taxi_assets.variables import VARIABLES
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

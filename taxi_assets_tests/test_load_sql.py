@@ -6,11 +6,15 @@ quote function shows up bare.
 
 import re
 
+import pytest
+
 from taxi_assets.trip_csv import INT4_MAX
 from taxi_assets.trip_schema import GREEN, YELLOW, ColumnType
 from taxi_assets.warehouses import load_sql
 from taxi_assets.warehouses.load_sql import Dialect
 from taxi_assets_testkit.kestra_flow import UNIQUE_ROW_ID
+
+pytestmark = pytest.mark.unit
 
 TYPES = {
     ColumnType.TEXT: "text",

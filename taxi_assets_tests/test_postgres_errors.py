@@ -12,7 +12,6 @@ import pytest
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import GREEN
-from taxi_assets.warehouses.postgres_errors import is_transient
 from taxi_assets_testkit.kestra_flow import GREEN_COLUMNS
 from taxi_assets_testkit.synthetic import write_month
 from taxi_assets_tests.databases import Db, replaced
@@ -158,8 +157,3 @@ def test_transient_server_errors_are_retried(kestra_table, load, db, sqlstate):
 
     assert _retries(result) == 1
     assert rows_per_file(db, "green_tripdata") == {JAN.filename: 200}
-
-
-def test_what_a_retry_may_cure_by_sqlstate():
-    assert all(is_transient(s) for s in (None, "08001", "40P01", "53300", "55P03", "57014"))
-    assert not any(is_transient(s) for s in ("53200", "53100", "42501", "23505", "22003", "54000"))

@@ -10,7 +10,6 @@ import pytest
 
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.resources import TaxiSource
-from taxi_assets.settings import Settings
 from taxi_assets.trip_schema import GREEN, YELLOW, ColumnType, TripSchema
 from taxi_assets_testkit.kestra_flow import GREEN_COLUMNS
 from taxi_assets_testkit.synthetic import (
@@ -297,19 +296,3 @@ def test_each_month_reads_its_source_and_the_probe_asks_it(mirror):
     assert (
         tlc_source(mirror, kind="release").url(august).endswith("/yellow_tripdata_2021-08.csv.gz")
     )
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "says"),
-    [
-        ("TAXI_SOURCE_KIND", "parquet", "TAXI_SOURCE_KIND='parquet': one of auto, release, tlc"),
-        ("TAXI_TLC_URL", "s3://nyc-tlc/trip data", "TAXI_TLC_URL=s3://nyc-tlc/trip data: s3://"),
-    ],
-)
-def test_a_source_setting_of_another_kind_says_so_at_start_up(monkeypatch, name, value, says):
-    monkeypatch.setenv(name, value)
-
-    with pytest.raises(ValueError) as raised:
-        Settings.from_env()
-
-    assert str(raised.value).startswith(says)

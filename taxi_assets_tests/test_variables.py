@@ -20,6 +20,8 @@ from taxi_assets.variables import (
     markdown_table,
 )
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
