@@ -4,7 +4,7 @@
     python benchmarks/load_benchmark.py [--rows 2000000] [--months 12] [--month-rows 250000]
 
 Every number comes from this run, on the same generated files and the same servers:
-reference runs (a raw COPY, the seed's Kestra SQL verbatim, DuckDB's raw CSV reader) beside this
+reference runs (a raw COPY, the Kestra flow's SQL verbatim, DuckDB's raw CSV reader) beside this
 project's `dagster asset materialize` on PostgreSQL and DuckDB (its load step and each check, read
 from the run's event log), a re-load, the same month from a TLC Parquet file, month 1 against
 month N of a growing table, the CLI's fixed cost on a 20-row month, peak RSS and the import time
@@ -67,8 +67,8 @@ def pg_connection() -> psycopg.Connection:
 
 
 def checkpoint() -> None:
-    """Every timed run starts with nothing left to flush: without this, the run after the seed
-    recipe (which writes each row three times) pays for writing the seed's pages to disk."""
+    """Every timed run starts with nothing left to flush: without this, the run after the Kestra
+    recipe (which writes each row three times) pays for writing its pages to disk."""
     with pg_connection() as connection:
         connection.execute("CHECKPOINT")
 
@@ -83,7 +83,7 @@ def raw_copy(path: Path, schema_name: str) -> float:
         return time.monotonic() - started
 
 
-def seed_recipe(path: Path, schema_name: str) -> float:
+def kestra_recipe(path: Path, schema_name: str) -> float:
     """The Kestra flow's tasks for one yellow month, its SQL verbatim (tables in `schema_name`)."""
     table, staging = f"{schema_name}.yellow_tripdata", f"{schema_name}.yellow_tripdata_staging"
     ddl = f"(unique_row_id text, filename text, {YELLOW_COLUMNS})"
@@ -220,7 +220,7 @@ def main() -> None:
         )
 
     run_id = uuid.uuid4().hex[:8]
-    schemas = {name: f"bench_{run_id}_{name}" for name in ("ref", "seed", "ours", "tiny", "grow")}
+    schemas = {name: f"bench_{run_id}_{name}" for name in ("ref", "kestra", "ours", "tiny", "grow")}
     table = Table()
     with pg_connection() as connection:
         for name in schemas.values():
@@ -248,10 +248,10 @@ def main() -> None:
             )
             copy_s = raw_copy(path, schemas["ref"])
             table.add("PostgreSQL: raw COPY into an unlogged table", f"{copy_s:.2f} s")
-            seed_s = seed_recipe(path, schemas["seed"])
+            kestra_s = kestra_recipe(path, schemas["kestra"])
             table.add(
-                "PostgreSQL: the seed's Kestra SQL (CREATE, TRUNCATE, COPY, UPDATE, MERGE)",
-                f"{seed_s:.2f} s",
+                "PostgreSQL: the Kestra flow's SQL (CREATE, TRUNCATE, COPY, UPDATE, MERGE)",
+                f"{kestra_s:.2f} s",
             )
 
             # The second run of the 20-row month: as a user's runs meet a Dagster home that
@@ -267,7 +267,7 @@ def main() -> None:
             table.add(
                 "taxi_assets on PostgreSQL: load step",
                 f"{first.load:.2f} s",
-                "seed ÷ load = " + ratio(seed_s / first.load, "goal ≥ 2.5"),
+                "Kestra ÷ load = " + ratio(kestra_s / first.load, "goal ≥ 2.5"),
             )
             for name in CHECKS:
                 table.add(f"  check {name}", f"{first.steps.get(f'check {name}', 0):.2f} s")
@@ -276,7 +276,7 @@ def main() -> None:
             table.add(
                 "  whole CLI run net of the fixed cost",
                 f"{net:.2f} s",
-                "seed ÷ net = " + ratio(seed_s / net, "goal ≥ 2"),
+                "Kestra ÷ net = " + ratio(kestra_s / net, "goal ≥ 2"),
             )
             table.add(
                 "  peak RSS of the run process",

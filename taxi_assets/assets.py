@@ -43,7 +43,7 @@ taxi_source_file = dg.AssetSpec(
     description=(
         f"A month of NYC TLC trips. **{FIRST_MONTH} … {LAST_RELEASE_MONTH}**: the DataTalksClub "
         "release (`nyc-tlc-data`), `{taxi}_tripdata_{YYYY-MM}.csv.gz` from TAXI_SOURCE_URL, "
-        "ids identical to the seed flow's. **Later months**: the TLC's own Parquet files, "
+        "ids identical to the Kestra flow's. **Later months**: the TLC's own Parquet files, "
         "`{taxi}_tripdata_{YYYY-MM}.parquet` from TAXI_TLC_URL, published a couple of months "
         "after the month ends (until then its runs fail with 'not published' and the schedules "
         "and the sensor skip it). TAXI_SOURCE_KIND=release or tlc reads one kind for every month."
@@ -138,7 +138,7 @@ def build_load_taxi_trips(settings: Settings) -> dg.AssetsDefinition:
                 deps=[SOURCE_FILE],
                 description=(
                     "The file's rows bulk-loaded (COPY) into "
-                    "`{taxi}_tripdata_staging_{YYYY_MM}`, with the seed flow's md5 "
+                    "`{taxi}_tripdata_staging_{YYYY_MM}`, with the Kestra flow's md5 "
                     "`unique_row_id` and the `filename`. Dropped once merged."
                 ),
                 group_name=GROUP,

@@ -1,4 +1,4 @@
-"""The seeds' first flow, Kestra's `getting_started_data_pipeline`, as a small asset group:
+"""The course's first Kestra flow, `getting_started_data_pipeline`, as a small asset group:
 download the products, keep some of their columns, average the price per brand with DuckDB.
 
     raw_products ── products ── avg_price_per_brand
@@ -170,6 +170,6 @@ getting_started_assets = [raw_products, products, avg_price_per_brand]
 
 getting_started_job = dg.define_asset_job(
     name="getting_started_job",
-    description="The seeds' first flow: products → kept columns → average price per brand.",
+    description="The first Kestra flow: products → kept columns → average price per brand.",
     selection=dg.AssetSelection.groups(GROUP),
 )

@@ -1,5 +1,6 @@
-"""A sensor (off by default) for the seeds' "new data arrived" trigger: it finds partitions whose
-file the source has published but that are not materialised yet, and requests them.
+"""A sensor (off by default) for the Kestra flows' "new data arrived" trigger: it finds
+partitions whose file the source has published but that are not materialised yet, and requests
+them.
 
 Each evaluation asks the source about at most `max_probes` months (a HEAD request each),
 continuing where the last one stopped, and requests at most `max_requests` of them. The cursor

@@ -90,7 +90,7 @@ GREEN = TripSchema(
 TRIP_SCHEMAS: dict[str, TripSchema] = {schema.taxi: schema for schema in (YELLOW, GREEN)}
 TAXI_COLOURS: tuple[str, ...] = tuple(TRIP_SCHEMAS)
 
-# The seed flow's unique_row_id covers these columns, in this order; the pickup and dropoff
+# The Kestra flow's unique_row_id covers these columns, in this order; the pickup and dropoff
 # columns are filled in per colour (see `id_columns`).
 _ID_COLUMNS = (
     "VendorID",
@@ -104,7 +104,7 @@ _ID_COLUMNS = (
 
 
 def id_columns(schema: TripSchema) -> tuple[Column, ...]:
-    """The columns hashed into `unique_row_id`, in the seed flow's order."""
+    """The columns hashed into `unique_row_id`, in the Kestra flow's order."""
     by_name = {column.name: column for column in schema.columns}
     names = (n.format(pickup=schema.pickup, dropoff=schema.dropoff) for n in _ID_COLUMNS)
     return tuple(by_name[name] for name in names)

@@ -17,7 +17,7 @@ PG = {**local_servers.PG, "dbname": os.environ.get("PGDATABASE", "postgres")}
 
 def _random_value_sql(name: str, type_: ColumnType) -> str:
     """A DuckDB expression for one column of a random trip, 3% empty. Integers are written plain:
-    the seed's COPY refuses `1.0`."""
+    the Kestra flow's COPY refuses `1.0`."""
     if name in ("PULocationID", "DOLocationID"):
         value = "CAST(1 + (random() * 264)::INT AS VARCHAR)"
     elif name == "store_and_fwd_flag":

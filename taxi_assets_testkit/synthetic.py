@@ -100,9 +100,9 @@ def write_month(
     return generated
 
 
-# The seed flow's md5 input, written out here from its SQL (not taken from the product's
+# The Kestra flow's md5 input, written out here from its SQL (not taken from the product's
 # trip_schema.py, so that a column dropped there is caught): seven columns, in this order.
-SEED_ID_COLUMNS = {
+KESTRA_ID_COLUMNS = {
     "green": ("VendorID", "lpep_pickup_datetime", "lpep_dropoff_datetime", "PULocationID",
               "DOLocationID", "fare_amount", "trip_distance"),
     "yellow": ("VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "PULocationID",
@@ -111,7 +111,7 @@ SEED_ID_COLUMNS = {
 FLOAT_ID_COLUMNS = {"fare_amount", "trip_distance"}
 
 
-def seed_float_text(value: str) -> str:
+def kestra_float_text(value: str) -> str:
     """PostgreSQL's `CAST(x AS text)` of a float the generator writes (0, or 1e-4 ≤ x < 1e15):
     there both print the shortest digits that read back as the number, PostgreSQL without a
     trailing `.0`. (Other numbers: `test_seed_ids` checks them against the server.)"""
@@ -122,11 +122,11 @@ def seed_float_text(value: str) -> str:
 
 
 def expected_unique_row_id(schema: TripSchema, row: Row) -> str:
-    """The seed flow's md5, computed here without a database, from the CSV fields."""
+    """The Kestra flow's md5, computed here without a database, from the CSV fields."""
     parts = []
-    for name in SEED_ID_COLUMNS[schema.taxi]:
+    for name in KESTRA_ID_COLUMNS[schema.taxi]:
         value = row[name]
         if value and name in FLOAT_ID_COLUMNS:
-            value = seed_float_text(value)
+            value = kestra_float_text(value)
         parts.append(value)
     return hashlib.md5("".join(parts).encode()).hexdigest()

@@ -89,7 +89,7 @@ def test_setup_then_two_partitions_then_a_rerun(mirror, bigquery_warehouse):
             table = warehouse.table_id(f"{taxi}_tripdata")
             found = bq.query(f"SELECT TO_HEX(unique_row_id) AS id FROM {table}").result()
             ids = collections.Counter(row["id"] for row in found)
-        assert ids == collections.Counter(seed_bigquery_id(taxi, row) for row in rows)
+        assert ids == collections.Counter(kestra_bigquery_id(taxi, row) for row in rows)
 
 
 def test_a_table_of_an_earlier_version_gains_the_newer_columns(mirror, bigquery_warehouse):
@@ -130,8 +130,8 @@ def test_a_table_of_an_earlier_version_gains_the_newer_columns(mirror, bigquery_
     assert same == sum(1 for fee in fees if fee)
 
 
-def seed_bigquery_id(taxi: str, row: dict[str, str]) -> str:
-    """The seed's BigQuery id, written out here from its SQL: MD5 of five columns as BigQuery
+def kestra_bigquery_id(taxi: str, row: dict[str, str]) -> str:
+    """The Kestra flow's BigQuery id, written out here from its SQL: MD5 of five columns as BigQuery
     prints them (timestamps with `+00`), NULLs as ''."""
     prefix = "lpep" if taxi == "green" else "tpep"
     parts = [

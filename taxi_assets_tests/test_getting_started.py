@@ -1,4 +1,4 @@
-"""The seeds' getting-started flow as an asset group: products from a real HTTP server, the kept
+"""The course's first Kestra flow as an asset group: products from a real HTTP server, the kept
 columns, the average price per brand in the DuckDB file and in the UI's metadata."""
 
 import json

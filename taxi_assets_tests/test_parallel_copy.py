@@ -1,6 +1,6 @@
 """PostgreSQL loads a clean file with several sessions at once, each copying and staging a batch
 at a time, and a file they refuse again with one session (which names the line): both give the
-seed's ids. One failing session, in its COPY or in staging a batch, stops them all; an
+Kestra flow's ids. One failing session, in its COPY or in staging a batch, stops them all; an
 interrupt aborts every COPY."""
 
 import collections
@@ -73,7 +73,7 @@ def test_integers_written_as_decimals_are_copied_by_one_session(mirror, load, db
     assert ONE_SESSION in messages
     twos = db.execute("SELECT count(*) FROM green_tripdata WHERE passenger_count = 2")
     assert twos.fetchone()[0] == sum(row["passenger_count"] in ("2", "2.0") for row in rows)
-    # (the seed's own COPY refuses `2.0`: the ids are computed here)
+    # (the Kestra flow's own COPY refuses `2.0`: the ids are computed here)
     assert ids_in_table(db) == collections.Counter(
         expected_unique_row_id(GREEN, row) for row in rows
     )

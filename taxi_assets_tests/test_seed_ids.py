@@ -93,7 +93,7 @@ def test_unusual_numbers_hash_alike_in_both_warehouses(
     for row, value in zip(rows, odd, strict=False):
         row["fare_amount"] = value
         row["trip_distance"] = value
-    for row in rows:  # integers as the seed's COPY takes them (it refuses `1.0`)
+    for row in rows:  # integers as the Kestra flow's COPY takes them (it refuses `1.0`)
         for name in ("passenger_count", "payment_type", "trip_type"):
             row[name] = row[name].removesuffix(".0")
     path = write_csv_gz(mirror.path(partition), csv_lines(GREEN, rows))
@@ -103,8 +103,8 @@ def test_unusual_numbers_hash_alike_in_both_warehouses(
         found = Db(warehouse).execute("SELECT unique_row_id FROM green_tripdata")
         ids[warehouse.kind] = collections.Counter(r[0] for r in found)
 
-    seed = kestra_ids(Db(postgres_warehouse).postgres, "green", path, partition.filename)
-    assert ids["duckdb"] == ids["postgres"] == collections.Counter(seed)
+    kestra = kestra_ids(Db(postgres_warehouse).postgres, "green", path, partition.filename)
+    assert ids["duckdb"] == ids["postgres"] == collections.Counter(kestra)
 
 
 def test_float_text_matches_postgres(db):
