@@ -22,8 +22,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	@# setuptools tells every editable install to mind folders named like the package, a
 	@# warning block pip shows; that is this folder's layout on purpose.
 	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
-	@# dagster-dbt asks for sqlglot[rs]; today's sqlglot no longer uses sqlglotrs, only warns
-	@# on every command that it is installed.
+	@# dagster-dbt asks for sqlglot[rs]; sqlglot does not use sqlglotrs, and warns on every
+	@# command that it is installed.
 	$(BIN)/pip uninstall --quiet --yes sqlglotrs
 	touch $@
 
@@ -60,7 +60,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/basedpyright --pythonpath $(BIN)/python
 
-## constraints: pin the versions of today's environment (after a change of dependencies)
+## constraints: pin the versions installed in the venv (after a change of dependencies)
 constraints: $(BIN)/.installed
 	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^#'; } > constraints.tmp
 	mv constraints.tmp constraints.txt

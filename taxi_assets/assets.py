@@ -55,6 +55,8 @@ taxi_source_file = dg.AssetSpec(
 
 
 class LoadConfig(dg.Config):
+    """The run config of a load (the launchpad's): what it may do beyond the defaults."""
+
     allow_shrink: bool = Field(
         default=False,
         description=(

@@ -70,6 +70,8 @@ query($id: String!) {
 
 @dataclass(frozen=True)
 class BackfillStatus:
+    """A backfill's state and how many of its partitions are loaded, running or failed."""
+
     status: str
     targeted: int
     loaded: int
@@ -95,6 +97,7 @@ class DagsterServer:
         self.safe_url = redact_url(self.url)  # what is printed: no credentials, no query
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
+        """The `data` of a GraphQL request, or a ServerUnavailable / ServerError in a line."""
         try:
             response = requests.post(
                 f"{self.url}/graphql",
@@ -135,6 +138,7 @@ class DagsterServer:
         return result["backfillId"]
 
     def backfill_status(self, backfill_id: str) -> BackfillStatus:
+        """The backfill's status and its partitions' counts."""
         found = self.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
         if found["__typename"] != "PartitionBackfill":
             raise ServerError(f"backfill {backfill_id}: {found.get('message', found)}")
@@ -227,6 +231,7 @@ def follow(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Launch a backfill of the months from `first` to `last`, follow it, return the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m taxi_assets.backfill", description=(__doc__ or "").partition("\n")[0]
     )

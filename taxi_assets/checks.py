@@ -45,6 +45,7 @@ CheckFunction = Callable[[CheckedPartition], dict]
 
 
 def rows_match_source(checked: CheckedPartition) -> dict:
+    """Whether the table holds as many of the file's rows as its last load counted in the file."""
     expected = checked.loads[0].get("source_rows") if checked.loads else None
     loaded = checked.trips.count_file_rows(checked.schema, checked.partition.filename)
     return dict(
@@ -55,11 +56,13 @@ def rows_match_source(checked: CheckedPartition) -> dict:
 
 
 def filename_not_null(checked: CheckedPartition) -> dict:
+    """Whether every row of the table names its file."""
     nulls = checked.trips.count_null_filenames(checked.schema)
     return dict(passed=nulls == 0, metadata={"rows_without_filename": nulls})
 
 
 def ids_in_other_files(checked: CheckedPartition) -> dict:
+    """A warning when ids of this file are in the table under another file (a sample of them)."""
     overlap = checked.trips.ids_in_other_files(checked.schema, checked.partition, OVERLAP_SAMPLE)
     sample = "\n".join(f"{row_id}  {other}" for row_id, other in overlap.sample)
     return dict(
@@ -73,6 +76,7 @@ def ids_in_other_files(checked: CheckedPartition) -> dict:
 
 
 def rows_against_previous_load(checked: CheckedPartition) -> dict:
+    """A warning when this load left far fewer rows than the load before it."""
     rows, previous = [*(load.get("rows_in_table") for load in checked.loads[:2]), None, None][:2]
     return dict(
         passed=rows is None or not previous or rows >= previous * SHRINK_LIMIT,
@@ -129,6 +133,7 @@ def _specs() -> list[dg.AssetCheckSpec]:
 def taxi_trip_checks_op(
     context: dg.AssetCheckExecutionContext, warehouse: TaxiWarehouse
 ) -> Iterator[dg.AssetCheckResult]:
+    """The selected checks of one partition's rows, in one reading session of the warehouse."""
     partition = TaxiPartition.from_key(context.partition_key)
     table = warehouse.qualified_table(TRIP_SCHEMAS[partition.taxi].table)
     with warehouse.reading() as trips:

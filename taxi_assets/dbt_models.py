@@ -129,6 +129,8 @@ MONTHLY = "tag:monthly"
 
 
 class TaxiDbtTranslator(DagsterDbtTranslator):
+    """Puts every dbt model in the dbt group."""
+
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return DBT_GROUP
 
@@ -189,6 +191,7 @@ class TaxiDbt:
     after_loads: dg.SensorDefinition  # `taxi_dbt_after_loads`
 
     def resource(self, target: str | None = None) -> DbtCliResource:
+        """The dbt CLI resource on `target` (default: the project's)."""
         return dbt_resource(self.project, target)
 
 

@@ -37,6 +37,7 @@ LOOKUP_ATTEMPTS = 3
 
 
 def source_url(base_url: str, taxi: str, filename: str) -> str:
+    """The URL of `filename` of `taxi` under `base_url`, in the release's layout."""
     return f"{base_url.rstrip('/')}/{taxi}/{filename}"
 
 
@@ -51,6 +52,8 @@ def redact_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class FetchedFile:
+    """A file made available locally: its path, its URL (redacted) and its size."""
+
     path: Path
     url: str  # redacted, safe to log
     bytes: int
@@ -66,6 +69,7 @@ class MinimumRate:
     window_seconds: float = 60.0
 
     def check(self, received: int, elapsed: float, safe_url: str) -> None:
+        """Give up (SourceUnavailable) if `received` bytes in `elapsed` seconds fall short."""
         if self.bytes_per_second and received < self.bytes_per_second * elapsed:
             raise SourceUnavailable(
                 f"{safe_url} arrives too slowly: {received:,} bytes in the last {elapsed:.0f}s, "

@@ -61,6 +61,8 @@ class ProductsSource(dg.ConfigurableResource):
 
 
 class ColumnsToKeep(dg.Config):
+    """The run config of `products`: the columns it keeps."""
+
     columns_to_keep: list[str] = Field(
         default=["brand", "price"], description="The product columns to keep (Kestra's input)."
     )
@@ -113,6 +115,7 @@ def products(
 
 
 def products_json(duckdb_file: DuckDBWarehouse) -> Path:
+    """Where `raw_products` keeps the products, beside the DuckDB file."""
     return duckdb_file.database_file.parent / GROUP / "products.json"
 
 

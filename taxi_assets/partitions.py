@@ -34,6 +34,7 @@ class TaxiPartition:
 
     @classmethod
     def from_key(cls, key: str | dg.MultiPartitionKey) -> "TaxiPartition":
+        """The partition of a Dagster partition key (`2019-01|green`)."""
         dims = taxi_month_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
         return cls(taxi=dims["taxi"], month=dims["month"])
 
@@ -62,6 +63,7 @@ class TaxiPartition:
 
     @property
     def key(self) -> dg.MultiPartitionKey:
+        """The Dagster partition key."""
         return dg.MultiPartitionKey({"taxi": self.taxi, "month": self.month})
 
     @property
@@ -79,6 +81,7 @@ class TaxiPartition:
 
     @property
     def release_filename(self) -> str:
+        """The release's CSV name: `green_tripdata_2019-01.csv`."""
         return f"{self.taxi}_tripdata_{self.month}.csv"
 
     @property
@@ -93,6 +96,7 @@ class TaxiPartition:
 
     @property
     def month_start(self) -> date:
+        """The first day of the month."""
         return datetime.strptime(self.month, "%Y-%m").date()
 
     @property

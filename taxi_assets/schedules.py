@@ -20,6 +20,7 @@ HOUR_BY_COLOUR = {"green": 9, "yellow": 10}
 
 
 def month_for_tick(tick: datetime, which: str) -> str:
+    """The month a tick at `tick` loads: its own (`current`) or the one before (`previous`)."""
     if which == "current":
         return tick.strftime("%Y-%m")
     if which == "previous":
@@ -45,6 +46,7 @@ def load_request(partition: TaxiPartition, source: TaxiSource) -> dg.RunRequest 
 def monthly_schedule(
     taxi: str, hour: int, month: str = "previous", timezone: str = "UTC"
 ) -> dg.ScheduleDefinition:
+    """The schedule that loads `taxi`'s month on the 1st of each month at `hour`."""
     month_for_tick(datetime(2021, 1, 1), month)  # reject a misspelt setting at load time
 
     @dg.schedule(

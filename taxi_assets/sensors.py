@@ -22,6 +22,8 @@ from taxi_assets.schedules import load_request
 
 @dataclass
 class NewMonthCursor:
+    """What the new-month sensor remembers between evaluations (its cursor, as JSON)."""
+
     probed_last: str | None = None  # the last partition key asked about
     requested: list[str] = field(default_factory=list)
 
@@ -40,6 +42,8 @@ def _in_probe_order(keys: Sequence[str], after: str | None) -> list[str]:
 
 
 def new_month_sensor(max_probes: int = 24, max_requests: int = 4) -> dg.SensorDefinition:
+    """The sensor that requests months the source has published and no run has loaded."""
+
     @dg.sensor(
         name="taxi_new_months",
         job=taxi_trips_job,

@@ -23,6 +23,7 @@ ZONES = Path(__file__).parent.parent / "dbt_project" / "seeds" / "taxi_zone_look
 
 
 def top_pickup_zones(trips: TripQueries, partition: TaxiPartition, limit: int = 5) -> pd.DataFrame:
+    """The partition's `limit` pickup zones of most revenue, with their names and boroughs."""
     schema = TRIP_SCHEMAS[partition.taxi]
     revenue = pd.DataFrame(
         trips.revenue_by_pickup_location(schema, partition.filename, limit),

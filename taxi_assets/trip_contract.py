@@ -11,7 +11,7 @@
 - An integer is such a number that is whole (`2` or `2.0`) and within PostgreSQL's integer.
 - Text is anything else that is valid UTF-8 (the header names the columns: `check_header`).
 
-Where each warehouse holds it (PostgreSQL: about 5% of a load, see `warehouses/postgres_load.py`):
+Where each warehouse holds it:
 - line length, NUL bytes and hex numbers: `TripCsv` as it reads the file, for every warehouse
   (BigQuery too; the rest of the contract is held by PostgreSQL and DuckDB);
 - PostgreSQL: COPY (numbers; `FORCE_NULL` on every column, so a quoted empty field is NULL), then

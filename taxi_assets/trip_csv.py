@@ -380,6 +380,7 @@ def _line_ending(line: bytes) -> str | None:
 
 
 def mixed_line_endings(name: str, line: int, ending: str, expected: str) -> str:
+    """The error for a line that ends otherwise than the lines before it."""
     return (
         f"{name} line {line}: ends in {ending}, the lines before it in {expected}: mixed line "
         "endings; give every line the same one (dos2unix makes them all LF)"
@@ -387,6 +388,7 @@ def mixed_line_endings(name: str, line: int, ending: str, expected: str) -> str:
 
 
 def too_many_rows(name: str, max_rows: int) -> str:
+    """The error for a file of more than `max_rows` data lines."""
     return (
         f"{name}: more than {max_rows:,} rows, far beyond any real month (the largest hold "
         "about 8 million): not loaded; TAXI_MAX_ROWS sets the limit"

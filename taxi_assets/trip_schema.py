@@ -12,6 +12,8 @@ from enum import Enum
 
 
 class ColumnType(Enum):
+    """The types of the trip columns, as the contract reads them (`trip_contract.py`)."""
+
     TEXT = "text"
     TIMESTAMP = "timestamp"
     INTEGER = "integer"
@@ -20,12 +22,16 @@ class ColumnType(Enum):
 
 @dataclass(frozen=True)
 class Column:
+    """A column of a trip file: its name in the header and its type."""
+
     name: str
     type: ColumnType
 
 
 @dataclass(frozen=True)
 class TripSchema:
+    """A colour's trip file and table: its columns, its pickup and dropoff columns."""
+
     taxi: str
     pickup: str
     dropoff: str
@@ -46,6 +52,7 @@ class TripSchema:
 
     @property
     def header(self) -> tuple[str, ...]:
+        """The release's header: the names of `columns`, in order."""
         return tuple(column.name for column in self.columns)
 
 

@@ -51,7 +51,7 @@ def _good_lines(count: int = 20) -> list[str]:
     return list(csv_lines(GREEN, list(generate_rows(GREEN, JAN, count, seed=7))))
 
 
-# What each reader says, kept in the message (DuckDB's reason used to be lost).
+# What each reader says, kept in the message.
 UNREADABLE = {
     "unterminated-quote": (
         '"3,4',

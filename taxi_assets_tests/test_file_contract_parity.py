@@ -120,8 +120,8 @@ def _identical_rows(mirror, partition: TaxiPartition, row: dict, count: int) -> 
 
 def test_duckdb_checks_of_identical_rows_stay_within_the_memory_limit(mirror, tmp_path):
     """300,000 copies of one trip in two months' files (its pickup on the first day of the
-    second): the id overlap joins on one pickup and one id. Under a 96 MB limit the checks ran
-    out of memory (the hash table built on the side of identical keys); they pass now."""
+    second): the id overlap joins on one pickup and one id, within a 96 MB limit (a hash table
+    built on the side of the identical keys would run out of memory)."""
     warehouse = DuckDBWarehouse(path=str(tmp_path / "taxi.duckdb"), memory_limit="96MB")
     row = {**next(generate_rows(GREEN, JAN, 1, seed=3)), GREEN.pickup: "2019-02-01 00:20:00"}
     feb = TaxiPartition("green", "2019-02")

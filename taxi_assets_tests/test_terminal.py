@@ -157,7 +157,7 @@ def test_backfill_names_the_month_the_user_typed(first, last, message, tmp_path)
 
 
 def test_the_install_recipe_prints_no_editable_install_warning(tmp_path):
-    """The recipe's own commands (`make -n`), into a new venv: today's pip shows setuptools'
+    """The recipe's own commands (`make -n`), into a new venv: pip shows setuptools'
     "Editable installation" block unless the recipe silences it. (--no-deps: the project only.)"""
     venv = tmp_path / "venv"
     dry_run = subprocess.run(

@@ -1,7 +1,7 @@
 """The UI in a real browser: `dagster dev` on a free port, headless Chromium driven by
 Playwright. The asset graph shows the taxi and dbt assets; a partition materialised from the
 UI loads its rows. The screenshots are the documentation's pictures (`docs/`): each run of the test
-takes them anew from today's UI, so they cannot drift from it."""
+takes them anew from the UI, so they cannot drift from it."""
 
 import contextlib
 import os
@@ -56,7 +56,7 @@ def ui(http_root, tmp_path_factory):
 
 
 # How long a UI element may take to appear: the launch dialog asks the server for the
-# partitions, which takes seconds on a machine busy with other runs (30 s was once too short).
+# partitions, which takes seconds, and more on a machine busy with other runs.
 UI_WAIT_MS = 90_000
 
 
