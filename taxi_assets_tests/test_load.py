@@ -170,7 +170,7 @@ def test_metadata_describes_the_source_and_the_month(mirror, load, db):
     # The staging asset names no table that outlives the run.
     assert "dagster/table_name" not in staged
     assert staged["staged_in"].endswith(
-        "(this run's scratch table, merged and then gone)"
+        "(this run's staging table, merged and then gone)"
         if db.warehouse.kind == "postgres"
         else "(this run's rows, committed by the merge)"
     )

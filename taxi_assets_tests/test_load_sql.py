@@ -88,12 +88,12 @@ def test_the_insert_names_the_final_columns_then_selects_them():
     assert sql.startswith(f"INSERT INTO <t> ({columns}) SELECT md5(")
 
 
-def test_read_columns_type_integers_as_floats_only_when_asked():
+def test_scratch_columns_type_integers_as_floats_only_when_asked():
     integer = next(c for c in GREEN.columns if c.type is ColumnType.INTEGER)
     column = quote(integer.name.lower())
 
-    assert f"{column} integer" in load_sql.read_columns(quote, GREEN.columns, TYPES, False)
-    as_decimals = load_sql.read_columns(quote, GREEN.columns, TYPES, True)
+    assert f"{column} integer" in load_sql.scratch_columns(quote, GREEN.columns, TYPES, False)
+    as_decimals = load_sql.scratch_columns(quote, GREEN.columns, TYPES, True)
     assert f"{column} double precision" in as_decimals
     assert as_decimals.count(", ") == len(GREEN.columns) - 1
 

@@ -24,9 +24,9 @@ def staging_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
     return f"{schema.table}_staging_{partition.month.replace('-', '_')}"
 
 
-def scratch_table(qualified_name: str) -> str:
+def staging_table_label(qualified_name: str) -> str:
     """`StagedPartition.table` of a staging table built aside and dropped by the merge."""
-    return f"{qualified_name} (this run's scratch table, merged and then gone)"
+    return f"{qualified_name} (this run's staging table, merged and then gone)"
 
 
 @dataclass(frozen=True)

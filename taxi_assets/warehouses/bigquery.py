@@ -39,7 +39,7 @@ from taxi_assets.warehouses.base import (
     PartitionLoad,
     StagedPartition,
     TaxiWarehouse,
-    scratch_table,
+    staging_table_label,
     staging_table_name,
 )
 from taxi_assets.warehouses.trip_queries import TripQueries
@@ -308,6 +308,14 @@ class _BigQueryPartitionLoad(PartitionLoad):
         )
 
     def stage(self, csv: TripCsv) -> StagedPartition:
+        """Build the month's staging table aside:
+
+        1. check the whole gzip stream, then upload the file to `gs://{bucket}/{file}.gz`;
+        2. an external table over it (the file's rows as BigQuery's CSV reader parses them);
+        3. the staging table from it, with `unique_row_id` and `filename`;
+        4. its rows and the pickups outside the month, checked against the lines counted.
+
+        The external table goes whatever happens."""
         self.file_columns = csv.columns
         csv.count_rows()  # the whole gzip stream checked before anything is uploaded
         blob = self.gcs.bucket(self.warehouse.bucket).blob(self.partition.source_filename)
@@ -332,12 +340,17 @@ class _BigQueryPartitionLoad(PartitionLoad):
             run_query(self.bq, f"DROP TABLE IF EXISTS {self._table(self.external_name)}")
         csv.check_parsed_rows(rows)
         return StagedPartition(
-            table=scratch_table(f"{self.warehouse.dataset}.{self.staging_name}"),
+            table=staging_table_label(f"{self.warehouse.dataset}.{self.staging_name}"),
             rows=rows,
             pickup_outside_month=outside,
         )
 
     def merge(self) -> MergedPartition:
+        """Replace the file's rows in the main table with the staged ones:
+
+        1. count the file's rows in the main table;
+        2. one MERGE (atomic) deletes them and inserts the staged ones;
+        3. count them again, and drop the staging table."""
         filename = self.partition.filename
         main = self._table(self.schema.table)
         count_sql = f"SELECT COUNT(*) FROM {main} WHERE filename = ?"

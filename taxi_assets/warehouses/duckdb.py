@@ -1,9 +1,8 @@
 """DuckDB: the embedded default warehouse, one file, no server.
 
-The load algorithm is the one of `partition_load.py`, with one difference: nothing is built aside.
-This process is the file's only writer (below), so one transaction deletes the file's rows from
-`{taxi}_tripdata` and inserts them anew in one pass from DuckDB's CSV reader on the gzip file; the
-checks read them as `{taxi}_tripdata_staging_{YYYY_MM}` (a temp view of them), and the merge
+Nothing is built aside: this process is the file's only writer (below), so one transaction
+deletes the file's rows from `{taxi}_tripdata` and inserts them anew in one pass from DuckDB's CSV
+reader on the gzip file (the SQL of `load_sql.py`), the checks read them there, and the merge
 commits. No other connection sees the rows before that; a failure or a killed process rolls them
 back.
 
@@ -15,7 +14,8 @@ instead of failing on DuckDB's own lock.
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -27,11 +27,24 @@ from pydantic import Field
 from taxi_assets.errors import OutOfSpace, SourceError, WarehouseError, no_space
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_contract import TIMESTAMP_PATTERN
-from taxi_assets.trip_csv import TripCsv
+from taxi_assets.trip_csv import INT4_MAX, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
-from taxi_assets.warehouses.base import MergedPartition, PartitionLoad, TaxiWarehouse
+from taxi_assets.warehouses.base import (
+    MergedPartition,
+    PartitionLoad,
+    StagedPartition,
+    TaxiWarehouse,
+)
 from taxi_assets.warehouses.float_text import postgres_float_text
-from taxi_assets.warehouses.partition_load import SqlPartitionLoad
+from taxi_assets.warehouses.load_sql import (
+    Dialect,
+    delete_file_rows_sql,
+    first_fractional_integer_sql,
+    insert_final_rows_sql,
+    pickups_outside_month_of_file_sql,
+    qualified,
+    scratch_table_name,
+)
 from taxi_assets.warehouses.trip_queries import TripQueries
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # taxi_assets/warehouses/duckdb.py
@@ -272,13 +285,45 @@ def _reason_before_hints(lines: list[str]) -> str:
     return lines[0] if lines else "no reason given"
 
 
-class _DuckDBPartitionLoad(SqlPartitionLoad):
-    # (An interrupt: the line count failed meanwhile, and says why in `explain_error`.)
-    conversion_errors = (
-        duckdb.ConversionException,
-        duckdb.InvalidInputException,
-        duckdb.InterruptException,
-    )
+def id_text_sql(column: str, type_: ColumnType) -> str:
+    """A column as the text PostgreSQL's CAST(... AS text) writes (the Kestra flow hashes it)."""
+    if type_ is ColumnType.FLOAT:
+        return float_text_sql(column)
+    return f"CAST({column} AS VARCHAR)"  # a timestamp's text: the contract's form
+
+
+def held_to_contract_sql(column: str, type_: ColumnType) -> str:
+    """A column of the scratch view as the main table's type: timestamps of the contract's form
+    only (then cast), finite numbers only; a value outside fails a cast of the text that says so
+    (found again by `_file_error`)."""
+    if type_ is ColumnType.TEXT:
+        return column
+    sql_type = TABLE_TYPES[type_]
+    held = _CONTRACT_SQL[type_].replace("{column}", column)
+    cast = f"CAST({column} AS {sql_type})"
+    refused = f"CAST('outside the contract: ' || CAST({column} AS VARCHAR) AS {sql_type})"
+    return f"CASE WHEN {column} IS NULL OR {held} THEN {cast} ELSE {refused} END"
+
+
+DIALECT = Dialect(quote, TABLE_TYPES, id_text_sql, held_to_contract_sql)
+# The errors of a value the staging pass refuses (a cast, the reader's own complaint), and of
+# an interrupt: the line count failed meanwhile (`_file_error` says why).
+CONVERSION_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.InvalidInputException,
+    duckdb.InterruptException,
+)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    rows: int
+    replaced_rows: int
+
+
+class _DuckDBPartitionLoad(PartitionLoad):
+    """One partition's load: its rows replaced in the main table by one transaction, which
+    `stage` opens and `merge` commits."""
 
     def __init__(
         self,
@@ -287,148 +332,130 @@ class _DuckDBPartitionLoad(SqlPartitionLoad):
         schema: TripSchema,
         partition: TaxiPartition,
     ):
-        super().__init__(sql_schema, schema, partition, TABLE_TYPES)
         self.connection = connection
-        # Whether the load's transaction is open: the file's rows replaced, not yet committed.
-        self._replacing = False
-        self._csv: TripCsv | None = None  # the file its reader reads (`copy_source`)
-        self._replaced_rows = 0
+        self.sql_schema = sql_schema
+        self.schema = schema
+        self.partition = partition
+        self.main = qualified(quote, sql_schema, schema.table)
+        # A temporary view, gone with the connection: a killed run leaves none behind.
+        self.scratch = f"temp.main.{quote(scratch_table_name(schema, partition))}"
+        self._staged: _Staged | None = None  # set once, when `stage` succeeds
 
-    def quote(self, identifier: str) -> str:
-        return quote(identifier)
+    def stage(self, csv: TripCsv) -> StagedPartition:
+        """Replace the file's rows in the main table, in a transaction `merge` commits:
 
-    def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        1. the scratch view: DuckDB's CSV reader on the gzip file, while Python counts the file's
+           lines (a count that fails stops the reader);
+        2. in one transaction: DELETE the file's rows, INSERT its final rows in one pass from the
+           view (`load_sql.py`);
+        3. check that the reader found one row per line; count the pickups outside the month.
+
+        A failure rolls the transaction back and says what in the file is wrong; the view goes
+        whatever happens. No other connection sees the rows before `merge`."""
+        self._read_file(csv)  # 1
         try:
-            return self.connection.execute(query.replace("%s", "?"), list(params)).fetchall()
-        except duckdb.Error as error:
-            if self._csv is not None:
-                self._raise_file_error(error, self._csv)
-            raise
-
-    @staticmethod
-    def _raise_file_error(error: duckdb.Error, csv: TripCsv) -> None:
-        """The file's fault, if it is: the line count's verdict on the file (it reads the same
-        bytes, so both warehouses say the same), else a gzip stream DuckDB's reader refuses.
-        (The count is waited for anyway: closing the file waits for its thread.)"""
-        csv.counted_rows()
-        if "GZIP" in str(error):
-            raise SourceError(
-                f"{csv.name}: DuckDB cannot read its gzip stream: {_first_line(error)}"
-            ) from None
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """A transaction; within the load's open one (staged, not merged yet), a part of it."""
-        if self._replacing:
             try:
-                yield
-            except BaseException:
-                self._roll_back()
-                raise
-            return
-        self.connection.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            raise
-        self.connection.execute("COMMIT")
-
-    def build_staging(self) -> None:
-        """Replace the file's rows in the main table, in a transaction the merge commits."""
-        filename = self.partition.filename
-        columns = self.final_column_list()
-        if self._csv is not None:
-            self._csv.raise_if_count_failed()  # too late to be stopped by its interrupt
-        self.connection.execute("BEGIN TRANSACTION")
-        self._replacing = True
-        try:
-            self._replaced_rows = self.execute(
-                f"DELETE FROM {self.main} WHERE filename = %s", [filename]
-            )[0][0]
-            self.execute(
-                f"INSERT INTO {self.main} ({columns}) {self.staging_select_sql()}", [filename]
-            )
-            self.execute(  # a view takes no parameters
-                f"CREATE TEMP VIEW {quote(self.staging_name)} AS "
-                f"SELECT * FROM {self.main} WHERE filename = {text_literal(filename)}"
-            )
-        except BaseException:
-            self._roll_back()
-            raise
-
-    def _roll_back(self) -> None:
-        self._replacing = False
-        self.connection.execute("ROLLBACK")
+                staged, outside = self._replace_file_rows(csv)  # 2, 3
+            except duckdb.Error as error:
+                said = self._file_error(error, csv)
+                if said is None:
+                    raise
+                raise said from None
+        finally:
+            self._drop_quietly(f"DROP VIEW IF EXISTS {self.scratch}")
+        self._staged = staged
+        table = f"{self.sql_schema}.{self.schema.table}"
+        return StagedPartition(
+            table=f"{table} (this run's rows, committed by the merge)",
+            rows=staged.rows,
+            pickup_outside_month=outside,
+        )
 
     def merge(self) -> MergedPartition:
-        if not self._replacing:
-            raise WarehouseError(f"{self.staging_name} is missing: stage the file first")
-        rows = self.staged_rows()
+        """Commit the transaction `stage` left open: the file's new rows replace its old ones."""
+        if self._staged is None:
+            raise WarehouseError(f"{self.partition.filename} is not staged: stage the file first")
         self.connection.execute("COMMIT")
-        self._replacing = False
-        return self.merged(rows=rows, replaced_rows=self._replaced_rows)
+        return MergedPartition(
+            table=f"{self.sql_schema}.{self.schema.table}",
+            rows=self._staged.rows,
+            replaced_rows=self._staged.replaced_rows,
+        )
 
-    @property
-    def source(self) -> str:
-        return f"temp.main.{quote(self.source_name)}"  # a view, gone with the connection
-
-    @property
-    def staged_in(self) -> str:
-        return f"{self.sql_schema}.{self.schema.table} (this run's rows, committed by the merge)"
-
-    @property
-    def staging(self) -> str:
-        return f"temp.main.{quote(self.staging_name)}"  # a view of the rows being loaded
-
-    def copy_source(self, csv: TripCsv) -> int | None:
-        """A view over DuckDB's reader of the gzip file: the staging table is built straight from
-        the file, in one pass. Python counts the file's lines meanwhile (and proves the gzip
-        stream whole)."""
-        types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in self.file_columns)
+    def _read_file(self, csv: TripCsv) -> None:
+        """The scratch view over the gzip file, and its lines counted in the background."""
+        types = ", ".join(f"'{c.name.lower()}': '{CSV_TYPES[c.type]}'" for c in csv.columns)
         self.connection.execute(
-            f"CREATE TEMP VIEW {quote(self.source_name)} AS SELECT * FROM read_csv("
-            f"'{str(csv.path).replace(chr(39), chr(39) * 2)}', "
+            f"CREATE TEMP VIEW {quote(scratch_table_name(self.schema, self.partition))} AS "
+            f"SELECT * FROM read_csv({text_literal(str(csv.path))}, "
             f"header = true, columns = {{{types}}}, delim = ',', quote = '\"', "
             "escape = '\"', nullstr = '', auto_detect = false, compression = 'gzip')"
         )
-        # A count that fails (too many lines, a broken gzip) stops the reader at once.
-        self._csv = csv
         csv.count_rows_in_background(on_error=self.connection.interrupt)
-        return None
 
-    def drop_source_sql(self) -> str:
-        return f"DROP VIEW IF EXISTS {self.source}"
+    def _replace_file_rows(self, csv: TripCsv) -> tuple[_Staged, int]:
+        """In a transaction left open: the file's rows deleted and inserted anew, the rows
+        checked against the lines counted; the rows and the pickups outside the month. Rolled
+        back when anything fails."""
+        filename = [self.partition.filename]
+        csv.raise_if_count_failed()  # too late to be stopped by its interrupt
+        self.connection.execute("BEGIN TRANSACTION")
+        try:
+            replaced = self._execute(delete_file_rows_sql(self.main), filename)[0][0]
+            insert = insert_final_rows_sql(
+                DIALECT,
+                self.schema,
+                csv.columns,
+                self.main,
+                self.scratch,
+                integers_as_decimals=True,
+            )
+            rows = self._execute(insert, filename)[0][0]
+            csv.check_parsed_rows(rows)
+            outside = self._execute(
+                pickups_outside_month_of_file_sql(quote, self.schema, self.main),
+                [*filename, self.partition.month_start, self.partition.month_end],
+            )[0][0]
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        return _Staged(rows=rows, replaced_rows=replaced), outside
 
-    def explain_error(self, error: Exception, csv: TripCsv) -> Exception | None:
-        """The reader's own complaint about the file, after the line count's (a truncated or
-        non-gzip file is best said by the count)."""
+    def _file_error(self, error: duckdb.Error, csv: TripCsv) -> Exception | None:
+        """The file's fault, if it is: the line count's verdict on the file first (it reads the
+        same bytes, so both warehouses say the same; a truncated or non-gzip file is best said
+        by it), then a gzip stream DuckDB's reader refuses, then the value the staging pass
+        refused (None: not the file's fault). The count is waited for anyway: closing the file
+        waits for its thread."""
         csv.counted_rows()
+        if "GZIP" in str(error):
+            return SourceError(
+                f"{csv.name}: DuckDB cannot read its gzip stream: {_first_line(error)}"
+            )
+        if not isinstance(error, CONVERSION_ERRORS):
+            return None
         if "CSV Error" in str(error) or isinstance(error, duckdb.InvalidInputException):
             return csv.first_mixed_line_ending() or SourceError(
                 _describe_csv_error(csv.name, error)
             )
-        return csv.first_contract_break() or super().explain_error(error, csv)
+        return csv.first_contract_break() or self._first_fractional_integer(csv)
 
-    def id_text_sql(self, column: str, type_: ColumnType) -> str:
-        if type_ is ColumnType.FLOAT:
-            return float_text_sql(column)
-        return f"CAST({column} AS VARCHAR)"  # a timestamp's text: the contract's form
+    def _first_fractional_integer(self, csv: TripCsv) -> SourceError | None:
+        """The first value of an integer column that is not a whole int4, with its line (the
+        reader keeps the file's order: preserve_insertion_order)."""
+        found = self._execute(
+            first_fractional_integer_sql(quote, csv.columns, self.scratch, row_order=""), [INT4_MAX]
+        )
+        return csv.fractional_integer(*found[0]) if found else None
 
-    def contract_value_sql(self, column: str, type_: ColumnType) -> str:
-        """Timestamps of the contract's form only (then cast), finite numbers only; a value
-        outside fails a cast of the text that says so (found again by `explain_error`)."""
-        if type_ is ColumnType.TEXT:
-            return column
-        sql_type = TABLE_TYPES[type_]
-        held = _CONTRACT_SQL[type_].replace("{column}", column)
-        cast = f"CAST({column} AS {sql_type})"
-        refused = f"CAST('outside the contract: ' || CAST({column} AS VARCHAR) AS {sql_type})"
-        return f"CASE WHEN {column} IS NULL OR {held} THEN {cast} ELSE {refused} END"
+    def _execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        """One statement (`%s` parameters); its rows."""
+        return self.connection.execute(query.replace("%s", "?"), list(params)).fetchall()
 
-    @property
-    def row_order(self) -> str:
-        return ""  # DuckDB keeps the reader's row order (preserve_insertion_order)
+    def _drop_quietly(self, statement: str) -> None:
+        """Drop the view if the connection still works (an error is on its way up otherwise)."""
+        with suppress(duckdb.Error):  # never hide the error that brought us here
+            self.connection.execute(statement)
 
     def ensure_tables(self) -> None:
         """Both colours' tables, created if missing; a table of an earlier version gains the

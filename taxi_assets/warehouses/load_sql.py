@@ -8,6 +8,7 @@ flow hashes, and how a value read from the file is held to the contract (`trip_c
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_csv import INT4_MAX
 from taxi_assets.trip_schema import Column, ColumnType, TripSchema, id_columns
 
@@ -24,9 +25,15 @@ class Dialect:
     # A column (quoted) as the text PostgreSQL's CAST(... AS text) writes (the Kestra flow hashes
     # that text).
     id_text: Callable[[str, ColumnType], str]
-    # A column (quoted) of the rows as read, as the main table's type, held to the contract where
-    # the engine's reading did not.
+    # A column (quoted) of the scratch table, as the main table's type, held to the contract
+    # where the engine's reading did not.
     held_to_contract: Callable[[str, ColumnType], str]
+
+
+def scratch_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
+    """The scratch table: where the file's rows land as parsed, before they have ids
+    (`green_tripdata_scratch_2019_01`)."""
+    return f"{schema.table}_scratch_{partition.month.replace('-', '_')}"
 
 
 def qualified(quote: Quote, sql_schema: str, table: str) -> str:
@@ -44,14 +51,14 @@ def final_column_names(quote: Quote, schema: TripSchema) -> str:
     return f"unique_row_id, filename, {column_names(quote, schema.table_columns)}"
 
 
-def read_columns(
+def scratch_columns(
     quote: Quote,
     columns: Iterable[Column],
     read_types: Mapping[ColumnType, str],
     integers_as_decimals: bool,
 ) -> str:
-    """The columns of a table the file's rows are read into, with their types (integers as
-    the float type when the file writes `1.0`)."""
+    """The scratch table's columns with their types (integers as the float type when the file
+    writes `1.0`)."""
     types = dict(read_types)
     if integers_as_decimals:
         types[ColumnType.INTEGER] = types[ColumnType.FLOAT]
@@ -78,7 +85,7 @@ def whole_integer_sql(column: str, integer_type: str, text_type: str) -> str:
 
 
 def final_value_sql(dialect: Dialect, column: Column, integers_as_decimals: bool) -> str:
-    """One column of the rows as read, as the main table holds it, named."""
+    """One column of the scratch table, as the main table holds it, named."""
     name = dialect.quote(column.name.lower())
     if column.type is not ColumnType.INTEGER:
         return f"{dialect.held_to_contract(name, column.type)} AS {name}"
@@ -92,10 +99,10 @@ def final_rows_sql(
     dialect: Dialect,
     schema: TripSchema,
     file_columns: tuple[Column, ...],
-    rows_read: str,
+    scratch: str,
     integers_as_decimals: bool,
 ) -> str:
-    """One pass from `rows_read` (a table or view of the file's rows) to the final rows: ids,
+    """One pass from `scratch` (the scratch table, or view) to the final rows: ids,
     filename (the one parameter), integer columns checked and cast, the other columns held to
     the contract, NULL for the table's newer columns the file lacks."""
     types = dialect.table_types
@@ -107,7 +114,7 @@ def final_rows_sql(
     )
     return (
         f"SELECT {unique_row_id_sql(dialect, schema)} AS unique_row_id, "
-        f"CAST(%s AS {types[ColumnType.TEXT]}) AS filename, {values} FROM {rows_read}"
+        f"CAST(%s AS {types[ColumnType.TEXT]}) AS filename, {values} FROM {scratch}"
     )
 
 
@@ -116,12 +123,12 @@ def insert_final_rows_sql(
     schema: TripSchema,
     file_columns: tuple[Column, ...],
     target: str,
-    rows_read: str,
+    scratch: str,
     integers_as_decimals: bool,
 ) -> str:
-    """INSERT into `target` the final rows of `rows_read` (`final_rows_sql`: one parameter, the
+    """INSERT into `target` the final rows of `scratch` (`final_rows_sql`: one parameter, the
     filename)."""
-    select = final_rows_sql(dialect, schema, file_columns, rows_read, integers_as_decimals)
+    select = final_rows_sql(dialect, schema, file_columns, scratch, integers_as_decimals)
     return f"INSERT INTO {target} ({final_column_names(dialect.quote, schema)}) {select}"
 
 
@@ -131,17 +138,24 @@ def pickups_outside_month_sql(quote: Quote, schema: TripSchema, table: str) -> s
     return f"SELECT count(*) FROM {table} WHERE {pickup} < %s OR {pickup} >= %s"
 
 
+def pickups_outside_month_of_file_sql(quote: Quote, schema: TripSchema, main: str) -> str:
+    """The count of the file's rows in `main` whose pickup falls outside the month (`%s`: the
+    filename, the month's bounds)."""
+    pickup = quote(schema.pickup.lower())
+    return f"SELECT count(*) FROM {main} WHERE filename = %s AND ({pickup} < %s OR {pickup} >= %s)"
+
+
 def first_fractional_integer_sql(
-    quote: Quote, file_columns: Iterable[Column], rows_read: str, row_order: str
+    quote: Quote, file_columns: Iterable[Column], scratch: str, row_order: str
 ) -> str:
-    """(line, column, value) of the first integer of `rows_read` that is not a whole int4
+    """(line, column, value) of the first integer of `scratch` that is not a whole int4
     (`%s`: INT4_MAX); `row_order` numbers the rows as the file's lines (`ORDER BY ctid`)."""
     names = [c.name.lower() for c in file_columns if c.type is ColumnType.INTEGER]
     values = ", ".join(f"('{name}', {quote(name)})" for name in names)
     return (
         f"SELECT line_number, v.column_name, v.value FROM "
         f"(SELECT row_number() OVER ({row_order}) AS line_number, * "
-        f"FROM {rows_read}) AS s "
+        f"FROM {scratch}) AS s "
         f"CROSS JOIN LATERAL (VALUES {values}) AS v(column_name, value) "
         "WHERE v.value <> trunc(v.value) OR abs(v.value) > %s "
         "ORDER BY line_number LIMIT 1"

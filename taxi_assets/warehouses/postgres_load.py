@@ -1,24 +1,40 @@
 """PostgreSQL's staging: the file's rows COPYed in by two sessions at once, or by one.
 
 Two sessions each COPY a batch of the file's lines into a temporary table and write its final
-rows into the staged table in one pass, batch after batch (`parallel_copy.py`). A file they refuse
-is loaded again by one session, which names the line of a bad value and takes integers written
-as `1.0`. The staged table is built aside, ready to be attached (`postgres_tables.py`).
+rows into the staging table in one pass, batch after batch (`parallel_copy.py`). A file they
+refuse is loaded again by one session through the scratch table, which names the line of a bad value
+and takes integers written as `1.0`. The staging table is built aside, ready to be attached as
+the file's table partition (`postgres_tables.py`).
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 
 import dagster as dg
 import psycopg
-from psycopg import sql
 
 from taxi_assets.errors import SourceError
 from taxi_assets.partitions import TaxiPartition
-from taxi_assets.trip_csv import TripCsv
-from taxi_assets.trip_schema import ColumnType, TripSchema
+from taxi_assets.trip_csv import INT4_MAX, TripCsv
+from taxi_assets.trip_schema import Column, ColumnType, TripSchema
+from taxi_assets.warehouses.base import (
+    MergedPartition,
+    PartitionLoad,
+    StagedPartition,
+    staging_table_label,
+    staging_table_name,
+)
+from taxi_assets.warehouses.load_sql import (
+    Dialect,
+    column_names,
+    first_fractional_integer_sql,
+    insert_final_rows_sql,
+    pickups_outside_month_sql,
+    scratch_columns,
+    scratch_table_name,
+)
 from taxi_assets.warehouses.parallel_copy import Batches, copy_in_parallel
-from taxi_assets.warehouses.partition_load import SqlPartitionLoad
 from taxi_assets.warehouses.postgres_errors import (
     IntegerWrittenAsDecimal,
     copy_error,
@@ -27,26 +43,33 @@ from taxi_assets.warehouses.postgres_errors import (
 from taxi_assets.warehouses.postgres_tables import (
     TABLE_TYPES,
     PostgresTables,
-    partition_table_name,
     table_columns_sql,
+    table_partition_name,
 )
 
 # Timestamps are copied as text and held to the contract's form while staging (by two sessions),
 # then cast (which refuses a date or time that does not exist): of 19 characters with `-`, ` `
 # and `:` in their places (no date alone, no other order, no `T`, no fractions, no `infinity`),
-# and not the two PostgreSQL would roll over (`24:00:00`, a 60th second). Measured on 250k rows:
-# this check costs 0.05 s, reading the text back after the cast 0.11 s, a regular expression 1.7 s.
-# COPY of text is 0.05 s faster than of timestamps, the staging pass 0.1 s slower (cast, checks):
-# a 250k-row month loads in 1.50 s instead of 1.44 s (medians, a shared 2-core machine).
+# and not the two PostgreSQL would roll over (`24:00:00`, a 60th second). A LIKE costs less than
+# reading the text back after the cast, and far less than a regular expression.
 # (`%%`: the staging query takes a parameter; in LIKE, `%%` means what `%` does anyway.)
 TIMESTAMP_HELD = (
     "{c} LIKE '____-__-__ __:__:__' AND {c} NOT LIKE '%% 24:%%' AND {c} NOT LIKE '%%:60'"
 )
-# Sessions that write a staged table side by side: PostgreSQL inserts row by row, one core per
+# The types the file's text is read into: timestamps as text (`held_to_contract_sql`); a quoted
+# empty field is NULL by COPY's FORCE_NULL.
+SCRATCH_TYPES = {**TABLE_TYPES, ColumnType.TIMESTAMP: "text"}
+# The errors of a value the staging pass refuses (a cast of its text).
+CONVERSION_ERRORS = (
+    psycopg.errors.InvalidTextRepresentation,
+    psycopg.errors.InvalidDatetimeFormat,  # a timestamp's text, cast while staging
+    psycopg.errors.DatetimeFieldOverflow,
+)
+# Sessions that write a staging table side by side: PostgreSQL inserts row by row, one core per
 # session, and a load is otherwise bound to one core.
 STAGING_WRITERS = 2
 # What each of them copies at a time: 4 MiB of CSV take about 6 MB as rows, within its temporary
-# buffers (2 and 4 MiB measured alike).
+# buffers.
 BATCH_BYTES = 4 * 2**20
 TEMP_BUFFERS = "16MB"
 
@@ -57,12 +80,36 @@ def pin_text_formats(connection: psycopg.Connection) -> None:
     connection.execute("SET extra_float_digits = 1")
 
 
-class PostgresPartitionLoad(PostgresTables, SqlPartitionLoad):
-    conversion_errors = (
-        psycopg.errors.InvalidTextRepresentation,
-        psycopg.errors.InvalidDatetimeFormat,  # a timestamp's text, cast while staging
-        psycopg.errors.DatetimeFieldOverflow,
-    )
+def id_text_sql(column: str, type_: ColumnType) -> str:
+    """A column as text: the Kestra flow's own CAST (the identity for a text column, which the
+    flow writes for VendorID only)."""
+    return f"CAST({column} AS text)"
+
+
+def held_to_contract_sql(column: str, type_: ColumnType, *, pickup: str, numbers: list[str]) -> str:
+    """A timestamp of the contract's form, cast; other columns as COPY typed them. The pickup's
+    also checks that the row's `numbers` are finite (COPY takes `inf` and `NaN`): one test a row
+    costs less than one a number, and the value is found again whichever it was."""
+    if type_ is not ColumnType.TIMESTAMP:
+        return column
+    held = f"({column} IS NULL OR {TIMESTAMP_HELD.format(c=column)})"
+    if column == pickup:
+        held = f"{held} AND {finite_numbers_sql(numbers)}"
+    refused = f"CAST('outside the contract: ' || coalesce({column}, '') AS timestamp)"
+    return f"CASE WHEN {held} THEN CAST({column} AS timestamp) ELSE {refused} END"
+
+
+def finite_numbers_sql(numbers: list[str]) -> str:
+    """Whether every one of the (quoted) float columns is finite or NULL."""
+    if not numbers:
+        return "true"
+    largest = ", ".join(f"abs({number})" for number in numbers)
+    return f"coalesce(greatest({largest}), 0) < 'Infinity'"  # NaN is above Infinity
+
+
+class PostgresPartitionLoad(PostgresTables, PartitionLoad):
+    """One partition's load: the staging table built aside, then swapped in as the file's table
+    partition (or its rows inserted, into a plain table)."""
 
     def __init__(
         self,
@@ -72,27 +119,123 @@ class PostgresPartitionLoad(PostgresTables, SqlPartitionLoad):
         partition: TaxiPartition,
         connect: Callable[[], AbstractContextManager[psycopg.Connection]],
     ):
-        super().__init__(sql_schema, schema, partition, TABLE_TYPES)
         self.connection = connection
         self.connect = connect
-        self.partition_name = partition_table_name(schema, partition)
+        self.sql_schema = sql_schema
+        self.schema = schema
+        self.partition = partition
+        self.staging_name = staging_table_name(schema, partition)
+        self.table_partition_name = table_partition_name(schema, partition)
+        self.scratch_name = scratch_table_name(schema, partition)
+        self.main = self.qualified(schema.table)
+        self.staging = self.qualified(self.staging_name)
+        self.scratch = self.qualified(self.scratch_name)
+        # A killed run of an earlier version may have left its scratch table under this name.
+        self.earlier_scratch_name = f"{schema.table}_source_{partition.month.replace('-', '_')}"
+        self._staged_rows: int | None = None
 
-    # -- hooks ---------------------------------------------------------------------------------
+    def stage(self, csv: TripCsv) -> StagedPartition:
+        """Build the staging table aside, ready to be attached as the file's table partition:
 
-    def quote(self, identifier: str) -> str:
-        return sql.Identifier(identifier).as_string(self.connection)
+        1. drop what a killed run of this month left behind (its lock is ours now): the scratch
+           table, the staging table;
+        2. create the staging table, attachable (`make_attachable`);
+        3. fill it: two sessions copy the file's lines and write their final rows a batch at a
+           time; a file they refuse, again by one session through the scratch table;
+        4. analyse it;
+        5. in one transaction: check that COPY found one row per line, and count the pickups
+           outside the month.
 
-    def literal(self, value: str) -> str:
-        """A value written into a statement that takes no parameters (DDL), quoted by the
-        driver."""
-        return sql.Literal(value).as_string(self.connection)
+        A failure drops the staging table; the scratch table goes whatever happens."""
+        dialect = self._dialect(csv.columns)
+        with self.transaction():  # 1
+            self.execute(f"DROP TABLE IF EXISTS {self.scratch}")
+            self.execute(f"DROP TABLE IF EXISTS {self.qualified(self.earlier_scratch_name)}")
+            self.execute(f"DROP TABLE IF EXISTS {self.staging}")
+        try:
+            with self.transaction():  # 2
+                columns = table_columns_sql(self.schema, self.quote)
+                self.execute(f"CREATE TABLE {self.staging} ({columns})")
+                self.make_attachable()
+            rows = self._fill_staging(csv, dialect)  # 3
+            self._analyse_staging()  # 4
+            with self.transaction():  # 5
+                csv.check_parsed_rows(rows)
+                outside = self.execute(
+                    pickups_outside_month_sql(self.quote, self.schema, self.staging),
+                    [self.partition.month_start, self.partition.month_end],
+                )[0][0]
+        except BaseException:
+            self._drop_quietly(self.staging)
+            raise
+        finally:
+            self._drop_quietly(self.scratch)
+        self._staged_rows = rows
+        return StagedPartition(
+            table=staging_table_label(f"{self.sql_schema}.{self.staging_name}"),
+            rows=rows,
+            pickup_outside_month=outside,
+        )
 
-    def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
-        cursor = self.connection.execute(query, params or None)
-        return cursor.fetchall() if cursor.description else []
+    def merge(self) -> MergedPartition:
+        """Replace the file's rows in the main table with the staged ones, in one transaction:
+        a partitioned table swaps the staging table in as the file's table partition, retried
+        while other sessions hold the table; a plain one (the Kestra flow's) has the file's rows
+        deleted and the staged ones inserted."""
+        if self.partitioned:
+            return self.waiting_for_locks(self.swap, f"the swap of {self.partition.filename}")
+        return self.delete_and_insert()
 
-    def transaction(self) -> AbstractContextManager[None]:
-        return self.connection.transaction()
+    def _dialect(self, file_columns: tuple[Column, ...]) -> Dialect:
+        """The SQL of this file's final rows (`load_sql.py`): PostgreSQL's types and text."""
+        numbers = [self.quote(c.name.lower()) for c in file_columns if c.type is ColumnType.FLOAT]
+        held = partial(
+            held_to_contract_sql, pickup=self.quote(self.schema.pickup.lower()), numbers=numbers
+        )
+        return Dialect(self.quote, TABLE_TYPES, id_text_sql, held)
+
+    def _fill_staging(self, csv: TripCsv, dialect: Dialect) -> int:
+        """The staging table filled by `STAGING_WRITERS` sessions at once; a file they refuse
+        (a bad value, integers written as `1.0`), or every file of a role that may not create
+        temporary tables, by one session. The rows copied."""
+        try:
+            return self._copy_in_parallel(csv, dialect)
+        except (psycopg.errors.DataError, psycopg.errors.InsufficientPrivilege) as error:
+            what = "refused a value" if isinstance(error, psycopg.errors.DataError) else "failed"
+            dg.get_dagster_logger().info(
+                f"{csv.name}: the parallel load {what} ({error.diag.message_primary}); loading "
+                "the file again with one session"
+            )
+            self.execute(f"TRUNCATE {self.staging}")
+            return self._copy_by_one_session(csv, dialect)
+
+    def _copy_in_parallel(self, csv: TripCsv, dialect: Dialect) -> int:
+        """Each writer copies its share of the lines a batch at a time into a temporary table of
+        its own (in its memory: no WAL, no shared buffers) and writes their final rows into the
+        staging table in the same transaction, while the other one copies: parsing, hashing and
+        writing overlap on all cores."""
+        scratch = f"pg_temp.{self.quote(self.scratch_name)}"
+        names = column_names(self.quote, csv.columns)
+        columns = scratch_columns(
+            self.quote, csv.columns, SCRATCH_TYPES, integers_as_decimals=False
+        )
+        insert = insert_final_rows_sql(
+            dialect, self.schema, csv.columns, self.staging, scratch, integers_as_decimals=False
+        )
+        return copy_in_parallel(
+            self._writer_session,
+            f"COPY {scratch} ({names}) FROM STDIN (FORMAT csv, FORCE_NULL ({names}))",
+            csv.data_line_chunks(),
+            STAGING_WRITERS,
+            Batches(
+                size=BATCH_BYTES,
+                prepare=[
+                    (f"SET temp_buffers = '{TEMP_BUFFERS}'", ()),
+                    (f"CREATE TEMPORARY TABLE {scratch} ({columns}) ON COMMIT DELETE ROWS", ()),
+                ],
+                after_each=[(insert, [self.partition.filename])],
+            ),
+        )
 
     @contextmanager
     def _writer_session(self) -> Iterator[psycopg.Connection]:
@@ -101,91 +244,43 @@ class PostgresPartitionLoad(PostgresTables, SqlPartitionLoad):
             pin_text_formats(connection)
             yield connection
 
-    def fill_staging(self, csv: TripCsv) -> int:
-        """The staged table, written by `STAGING_WRITERS` sessions at once (`_load_in_parallel`),
-        then analysed. A file they refuse is loaded again by one session (`copy_source`,
-        `build_staging`): it names the line of a bad value, and loads a file that writes integers
-        as `1.0` with integers as decimals (checked and cast while staging). So is a file of a
-        role that may not create temporary tables. (The staged table is not yet part of the main
-        table: a failure drops it.)"""
-        with self.transaction():
-            self.execute(
-                f"CREATE TABLE {self.staging} ({table_columns_sql(self.schema, self.quote)})"
-            )
-            self._make_attachable()
+    def _copy_by_one_session(self, csv: TripCsv, dialect: Dialect) -> int:
+        """COPY the file into the scratch table by this session, then write the staging table from
+        it in one pass; a value that pass refuses is named with its line. The rows copied."""
+        rows, integers_as_decimals = self._copy_into_scratch_table(csv)
+        insert = insert_final_rows_sql(
+            dialect, self.schema, csv.columns, self.staging, self.scratch, integers_as_decimals
+        )
         try:
-            rows = self._load_in_parallel(csv)
-        except (psycopg.errors.DataError, psycopg.errors.InsufficientPrivilege) as error:
-            # A role without the TEMPORARY privilege on the database loads through an unlogged
-            # table of its schema instead.
-            what = "refused a value" if isinstance(error, psycopg.errors.DataError) else "failed"
-            dg.get_dagster_logger().info(
-                f"{csv.name}: the parallel load {what} ({error.diag.message_primary}); loading "
-                "the file again with one session"
-            )
-            self.execute(f"TRUNCATE {self.staging}")
-            rows = super().fill_staging(csv)
-        # Statistics now, not when autovacuum gets to it: a query right after the load (the
-        # facts' dbt run) is planned without them as if the month had a few rows (measured: 13 s
-        # instead of 1.2 s for a month's facts). A sample of 3,000 rows is enough for that and
-        # costs 0.02 s (the default 30,000: 0.25 s of a 250,000-row month's 1 s); autovacuum
-        # analyses the table in full later.
-        with self.transaction():
-            self.execute("SET LOCAL default_statistics_target = 10")
-            self.execute(f"ANALYZE {self.staging}")
+            self.execute(insert, [self.partition.filename])
+        except CONVERSION_ERRORS:
+            explained = csv.first_contract_break() or self._first_fractional_integer(csv)
+            if explained is None:
+                raise
+            raise explained from None
         return rows
 
-    def _load_in_parallel(self, csv: TripCsv) -> int:
-        """Each writer copies its share of the lines a batch at a time into a temporary table of
-        its own (in its memory: no WAL, no shared buffers) and writes their final rows into the
-        staged table in the same transaction, while the other one copies: parsing, hashing and
-        writing overlap on all cores (a 2M-row month, alternated runs: 9.2 s and 16.8 CPU-seconds,
-        against 10.1 s and 17.5 for copying all lines into one scratch table, then writing it)."""
-        self.integers_as_decimals = False
-        scratch = f"pg_temp.{self.quote(self.source_name)}"
-        columns = self.file_column_list()
-        insert = f"INSERT INTO {self.staging} ({self.final_column_list()}) "
-        return copy_in_parallel(
-            self._writer_session,
-            f"COPY {scratch} ({columns}) FROM STDIN (FORMAT csv, FORCE_NULL ({columns}))",
-            csv.data_line_chunks(),
-            STAGING_WRITERS,
-            Batches(
-                size=BATCH_BYTES,
-                prepare=[
-                    (f"SET temp_buffers = '{TEMP_BUFFERS}'", ()),
-                    (
-                        f"CREATE TEMPORARY TABLE {scratch} ({self.source_columns()}) "
-                        "ON COMMIT DELETE ROWS",
-                        (),
-                    ),
-                ],
-                after_each=[(insert + self.staging_select_sql(scratch), [self.partition.filename])],
-            ),
-        )
-
-    def copy_source(self, csv: TripCsv) -> int:
-        """COPY the file into the scratch table by one session, with integers as decimals if
-        it writes them so."""
+    def _copy_into_scratch_table(self, csv: TripCsv) -> tuple[int, bool]:
+        """The rows copied, and whether integers are read as decimals (a file that writes them
+        as `1.0` is copied again so)."""
         csv.rewind()
         with self.transaction():
             try:
                 with self.transaction():  # a savepoint
-                    return self._copy(csv)
+                    return self._copy(csv, integers_as_decimals=False), False
             except IntegerWrittenAsDecimal:
                 csv.rewind()
-                self.integers_as_decimals = True
-                return self._copy(csv)
+                return self._copy(csv, integers_as_decimals=True), True
 
-    def _copy(self, csv: TripCsv) -> int:
+    def _copy(self, csv: TripCsv, integers_as_decimals: bool) -> int:
         # Unlogged: nothing of it needs to survive a crash. Created in this transaction, so COPY
         # may write its rows frozen: the pass that reads them sets no hint bits (no rewrite).
-        columns = self.source_columns()
-        self.execute(f"CREATE UNLOGGED TABLE {self.source} ({columns})")
+        columns = scratch_columns(self.quote, csv.columns, SCRATCH_TYPES, integers_as_decimals)
+        self.execute(f"CREATE UNLOGGED TABLE {self.scratch} ({columns})")
+        names = column_names(self.quote, csv.columns)
         copy = (
-            f"COPY {self.source} ({self.file_column_list()}) "
-            "FROM STDIN (FORMAT csv, HEADER true, FREEZE true, "
-            f"FORCE_NULL ({self.file_column_list()}))"
+            f"COPY {self.scratch} ({names}) "
+            f"FROM STDIN (FORMAT csv, HEADER true, FREEZE true, FORCE_NULL ({names}))"
         )
         with self.connection.cursor() as cursor:
             try:
@@ -193,53 +288,33 @@ class PostgresPartitionLoad(PostgresTables, SqlPartitionLoad):
                     for chunk in csv.chunks():
                         stream.write(chunk)
             except psycopg.errors.DataError as error:
-                if not self.integers_as_decimals and decimal_in_integer_column(error):
+                if not integers_as_decimals and decimal_in_integer_column(error):
                     raise IntegerWrittenAsDecimal from None
                 raise SourceError(copy_error(csv, error)) from None
             return cursor.rowcount
 
-    def scratch_types(self) -> dict[ColumnType, str]:
-        """Timestamps as text (`contract_value_sql`); a quoted empty field is NULL by COPY's
-        FORCE_NULL."""
-        return {**TABLE_TYPES, ColumnType.TIMESTAMP: "text"}
-
-    def contract_value_sql(self, column: str, type_: ColumnType) -> str:
-        """A timestamp of the contract's form, cast. The pickup's also checks that the row's
-        numbers are finite (COPY takes `inf` and `NaN`): one test a row costs less than one a
-        number, and `explain_error` finds the value whichever it was."""
-        if type_ is not ColumnType.TIMESTAMP:
-            return column
-        held = f"({column} IS NULL OR {TIMESTAMP_HELD.format(c=column)})"
-        if column == self.quote(self.schema.pickup.lower()):
-            held = f"{held} AND {self._finite_numbers_sql()}"
-        refused = f"CAST('outside the contract: ' || coalesce({column}, '') AS timestamp)"
-        return f"CASE WHEN {held} THEN CAST({column} AS timestamp) ELSE {refused} END"
-
-    def _finite_numbers_sql(self) -> str:
-        numbers = [
-            self.quote(c.name.lower()) for c in self.file_columns if c.type is ColumnType.FLOAT
-        ]
-        if not numbers:
-            return "true"
-        largest = ", ".join(f"abs({number})" for number in numbers)
-        return f"coalesce(greatest({largest}), 0) < 'Infinity'"  # NaN is above Infinity
-
-    def build_staging(self) -> None:
-        """The staged rows from the scratch table, by this session (the careful path)."""
-        self.execute(
-            f"INSERT INTO {self.staging} ({self.final_column_list()}) {self.staging_select_sql()}",
-            [self.partition.filename],
+    def _first_fractional_integer(self, csv: TripCsv) -> SourceError | None:
+        """The first value of an integer column that is not a whole int4, with its line (a table
+        filled by one COPY holds its rows in the file's order)."""
+        found = self.execute(
+            first_fractional_integer_sql(self.quote, csv.columns, self.scratch, "ORDER BY ctid"),
+            [INT4_MAX],
         )
+        return csv.fractional_integer(*found[0]) if found else None
 
-    def explain_error(self, error: Exception, csv: TripCsv) -> Exception | None:
-        """A value the staging pass refused: found in the file (a timestamp outside the contract,
-        which the scratch table holds as text), else an integer that is not whole."""
-        return csv.first_contract_break() or super().explain_error(error, csv)
+    def _analyse_staging(self) -> None:
+        """Statistics now, not when autovacuum gets to it: a query right after the load (the
+        facts' dbt run) would be planned as if the month had a few rows. A sample of 3,000 rows
+        is enough for that; autovacuum analyses the table in full later."""
+        with self.transaction():
+            self.execute("SET LOCAL default_statistics_target = 10")
+            self.execute(f"ANALYZE {self.staging}")
 
-    def id_text_sql(self, column: str, type_: ColumnType) -> str:
-        # CAST of a text column is the identity: the seed writes it for VendorID only.
-        return f"CAST({column} AS text)"
-
-    @property
-    def row_order(self) -> str:
-        return "ORDER BY ctid"  # a table filled by one COPY holds its rows in the file's order
+    def _drop_quietly(self, table: str) -> None:
+        """Drop a table of this load if the connection still works (a failure is already on its
+        way up otherwise; the next load drops the table)."""
+        try:
+            with self.transaction():
+                self.execute(f"DROP TABLE IF EXISTS {table}")
+        except Exception:  # never hide the error that brought us here
+            pass

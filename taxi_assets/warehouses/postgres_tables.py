@@ -1,24 +1,25 @@
 """PostgreSQL's trip tables: created and checked, a month's lock, and the swap of its rows.
 
-`{taxi}_tripdata` is partitioned by `filename` (LIST), one partition per loaded file
-(`{taxi}_tripdata_file_{YYYY_MM}`). A load builds the file's new partition aside, then swaps it
-in: in one short transaction the old partition is detached and dropped and the new one attached.
-Replacing a month therefore costs the same whatever the table holds, and no index grows with it.
+`{taxi}_tripdata` is partitioned by `filename` (LIST): each loaded file's rows are a table
+partition of their own (`{taxi}_tripdata_file_{YYYY_MM}`). A load builds the file's new table
+partition aside (the staging table), then swaps it in: in one short transaction the old one is
+detached and dropped and the new one attached. Replacing a month therefore costs the same whatever
+the table holds, and no index grows with it.
 
-Locks: attaching a first partition never blocks readers; detaching a loaded month takes an ACCESS
-EXCLUSIVE lock on the table for a moment. That wait is bounded (`lock_timeout`), logged and
-retried, so a long reader delays the swap instead of queueing every other reader behind it.
+Locks: attaching a first table partition never blocks readers; detaching a loaded month takes
+an ACCESS EXCLUSIVE lock on the table for a moment. That wait is bounded (`lock_timeout`), logged
+and retried, so a long reader delays the swap instead of queueing every other reader behind it.
 
-A plain `{taxi}_tripdata` (made by the Kestra flow or by an earlier version of this project) keeps
-working: its rows are replaced with DELETE + INSERT.
+A plain `{taxi}_tripdata` (made by the Kestra flow) keeps working: its rows are replaced with
+DELETE + INSERT.
 
-Every load holds a session advisory lock on its file, so two runs of the same partition queue
-instead of colliding; other partitions never wait.
+Every load holds a session advisory lock on its file, so two runs of the same month queue
+instead of colliding; other months never wait.
 """
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import TypeVar
 
 import dagster as dg
@@ -29,6 +30,13 @@ from taxi_assets.errors import WarehouseError, WarehouseMisconfigured
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
 from taxi_assets.warehouses.base import MergedPartition
+from taxi_assets.warehouses.load_sql import (
+    count_file_rows_sql,
+    delete_file_rows_sql,
+    insert_staged_rows_sql,
+    qualified,
+    table_exists_sql,
+)
 
 T = TypeVar("T")
 
@@ -48,8 +56,9 @@ PARTITION_WAIT_LOG_SECONDS = 10.0
 EDGES_INDEX = "_month_edges_idx"
 
 
-def partition_table_name(schema: TripSchema, partition: TaxiPartition) -> str:
-    """The partition holding one file's rows (`green_tripdata_file_2019_01`)."""
+def table_partition_name(schema: TripSchema, partition: TaxiPartition) -> str:
+    """The table partition: the table partition holding one file's rows
+    (`green_tripdata_file_2019_01`)."""
     return f"{schema.table}_file_{partition.month.replace('-', '_')}"
 
 
@@ -81,26 +90,57 @@ def lock_key(*parts: str) -> sql.Composable:
 
 
 class PostgresTables:
-    """The steps of a PostgreSQL load that touch the trip tables (a mixin of the load: its
-    connection, `execute`, `quote`, `transaction`)."""
+    """What a PostgreSQL load does to the trip tables, on its connection (a mixin of the load,
+    which names its tables)."""
 
     connection: psycopg.Connection
     sql_schema: str
     schema: TripSchema
     partition: TaxiPartition
-    partition_name: str
+    main: str  # the trip table, quoted
+    staging: str  # the staging table, quoted
+    staging_name: str
+    table_partition_name: str
+    _staged_rows: int | None
+
+    # -- statements ----------------------------------------------------------------------------
+
+    def quote(self, identifier: str) -> str:
+        """An identifier, quoted by the driver."""
+        return sql.Identifier(identifier).as_string(self.connection)
+
+    def qualified(self, table: str) -> str:
+        """A table of the trip tables' schema, quoted."""
+        return qualified(self.quote, self.sql_schema, table)
+
+    def literal(self, value: str) -> str:
+        """A value written into a statement that takes no parameters (DDL), quoted by the
+        driver."""
+        return sql.Literal(value).as_string(self.connection)
+
+    def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Run one statement (`%s` parameters); its rows, if it returns any."""
+        cursor = self.connection.execute(query, params or None)
+        return cursor.fetchall() if cursor.description else []
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction (a savepoint within one): committed when the block ends, rolled
+        back when it raises."""
+        return self.connection.transaction()
+
+    # -- tables --------------------------------------------------------------------------------
 
     @property
     def partitioned(self) -> bool:
         return relkind(self.connection, self.sql_schema, self.schema.table) == "p"
 
-    def _make_attachable(self) -> None:
-        """Make the (empty) staging table a ready partition: the CHECK constraint that spares
+    def make_attachable(self) -> None:
+        """Make the (empty) staging table a ready table partition: the CHECK constraint that spares
         ATTACH a scan, and its index of pickups at and beyond the month's edges, both kept up
         as the rows arrive."""
         if not self.partitioned:
             return
-        constraint = self.quote(self.partition_name + "_check")
+        constraint = self.quote(self.table_partition_name + "_check")
         self.execute(
             f"ALTER TABLE {self.staging} ADD CONSTRAINT {constraint} "
             f"CHECK (filename IS NOT NULL AND filename = {self.literal(self.partition.filename)})"
@@ -117,11 +157,9 @@ class PostgresTables:
             f"OR {pickup} >= {last_day_start}::timestamp OR {pickup} IS NULL"
         )
 
-    # -- tables --------------------------------------------------------------------------------
-
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the partition's session lock; a dropped connection releases it too. While another
+        """Hold this month's session lock; a dropped connection releases it too. While another
         run of the same month holds it, wait, and say so every `PARTITION_WAIT_LOG_SECONDS`."""
         key = lock_key(self.sql_schema, self.partition.filename)
         try_lock = sql.SQL("SELECT pg_try_advisory_lock({})").format(key)
@@ -170,7 +208,7 @@ class PostgresTables:
                     if not table_exists(self.connection, self.sql_schema, schema.table):
                         self._create_main_table(schema)
         if self._missing_newer_columns():
-            self._waiting_for_locks(self._add_newer_columns, "adding the newer columns")
+            self.waiting_for_locks(self._add_newer_columns, "adding the newer columns")
         self._check_layout()
 
     def _check_layout(self) -> None:
@@ -246,12 +284,7 @@ class PostgresTables:
 
     # -- the swap ------------------------------------------------------------------------------
 
-    def merge(self) -> MergedPartition:
-        if not self.partitioned:
-            return self.delete_and_insert()
-        return self._waiting_for_locks(self._swap, f"the swap of {self.partition.filename}")
-
-    def _waiting_for_locks(self, attempt: Callable[[], T], what: str) -> T:
+    def waiting_for_locks(self, attempt: Callable[[], T], what: str) -> T:
         """`attempt` (a transaction that sets a short `lock_timeout`), tried again while other
         sessions hold the table: a long reader delays it instead of queueing every other reader
         behind it. Logged while it lasts; given up after `SWAP_DEADLINE_SECONDS`."""
@@ -277,33 +310,35 @@ class PostgresTables:
     def _set_lock_timeout(self) -> None:
         self.execute(f"SET LOCAL lock_timeout = '{int(SWAP_LOCK_TIMEOUT_SECONDS * 1000)}ms'")
 
-    def _swap(self) -> MergedPartition:
+    def swap(self) -> MergedPartition:
         filename = self.partition.filename
         with self.transaction():
             self._set_lock_timeout()
             self.require_staging()
             rows = self.staged_rows()
             replaced = 0
-            old = self._current_partition()
+            old = self._current_table_partition()
             if old is not None:
                 replaced = self.execute(f"SELECT count(*) FROM {old}")[0][0]
                 self.execute(f"ALTER TABLE {self.main} DETACH PARTITION {old}")
                 self.execute(f"DROP TABLE {old}")
-            partition = self.qualified(self.partition_name)
-            self.execute(f"DROP TABLE IF EXISTS {partition}")  # a detached leftover, say
-            self.execute(f"ALTER TABLE {self.staging} RENAME TO {self.quote(self.partition_name)}")
+            table_partition = self.qualified(self.table_partition_name)
+            self.execute(f"DROP TABLE IF EXISTS {table_partition}")  # a detached leftover, say
             self.execute(
-                f"ALTER INDEX {self.qualified(self.staging_name + EDGES_INDEX)} "
-                f"RENAME TO {self.quote(self.partition_name + EDGES_INDEX)}"
+                f"ALTER TABLE {self.staging} RENAME TO {self.quote(self.table_partition_name)}"
             )
             self.execute(
-                f"ALTER TABLE {self.main} ATTACH PARTITION {partition} "
+                f"ALTER INDEX {self.qualified(self.staging_name + EDGES_INDEX)} "
+                f"RENAME TO {self.quote(self.table_partition_name + EDGES_INDEX)}"
+            )
+            self.execute(
+                f"ALTER TABLE {self.main} ATTACH PARTITION {table_partition} "
                 f"FOR VALUES IN ({self.literal(filename)})"
             )
         return self.merged(rows=rows, replaced_rows=replaced)
 
-    def _current_partition(self) -> str | None:
-        """The partition that holds the file's rows now, whatever its name."""
+    def _current_table_partition(self) -> str | None:
+        """The table partition that holds the file's rows now, whatever its name."""
         found = self.execute(
             "SELECT n.nspname, c.relname FROM pg_inherits AS i "
             "JOIN pg_class AS c ON c.oid = i.inhrelid "
@@ -313,3 +348,38 @@ class PostgresTables:
             [self.main, f"FOR VALUES IN ({self.literal(self.partition.filename)})"],
         )
         return f"{self.quote(found[0][0])}.{self.quote(found[0][1])}" if found else None
+
+    # -- a plain table -------------------------------------------------------------------------
+
+    def delete_and_insert(self) -> MergedPartition:
+        """Replace a file's rows in a plain table: DELETE them, INSERT the staged ones, drop the
+        staging table, in one transaction."""
+        filename = [self.partition.filename]
+        with self.transaction():
+            self.require_staging()
+            deleted = self.execute(count_file_rows_sql(self.main), filename)[0][0]
+            self.execute(delete_file_rows_sql(self.main), filename)
+            self.execute(insert_staged_rows_sql(self.quote, self.schema, self.main, self.staging))
+            self.execute(f"DROP TABLE {self.staging}")
+        return self.merged(rows=self.staged_rows(), replaced_rows=deleted)
+
+    def require_staging(self) -> None:
+        """Refuse to merge when there is no staging table."""
+        found = self.execute(table_exists_sql(), [self.sql_schema, self.staging_name])
+        if not found[0][0]:
+            raise WarehouseError(
+                f"{self.sql_schema}.{self.staging_name} is missing: stage the file first"
+            )
+
+    def staged_rows(self) -> int:
+        """Rows in the staging table (known from `stage`, counted otherwise)."""
+        if self._staged_rows is None:
+            self._staged_rows = self.execute(f"SELECT count(*) FROM {self.staging}")[0][0]
+        return self._staged_rows
+
+    def merged(self, rows: int, replaced_rows: int) -> MergedPartition:
+        return MergedPartition(
+            table=f"{self.sql_schema}.{self.schema.table}",
+            rows=rows,
+            replaced_rows=replaced_rows,
+        )
