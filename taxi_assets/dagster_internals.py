@@ -5,6 +5,10 @@ to the next: a Dagster upgrade must check that each still imports and still mean
 beside it (`python -c "import taxi_assets.dagster_internals"`, then the tests named there).
 """
 
+# The config schema `configured` gives a definition; its `parent_def` holds the settings it fixed
+# (resources.operator_settings; test_trust_boundaries.py).
+from dagster._core.definitions.definition_config_schema import ConfiguredDefinitionConfigSchema
+
 # What the run launcher's health check answers (run_launcher.py; test_stack.py).
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
@@ -53,6 +57,7 @@ __all__ = [
     "LOG_RECORD_METADATA_ATTR",
     "RETRY_ON_ASSET_OR_OP_FAILURE_TAG",
     "CheckRunHealthResult",
+    "ConfiguredDefinitionConfigSchema",
     "DagsterGrpcClient",
     "GetCurrentRunsResult",
     "RepositorySnap",

@@ -14,6 +14,7 @@ import dagster as dg
 from dotenv import load_dotenv
 from pydantic import Field
 
+from taxi_assets.dagster_internals import ConfiguredDefinitionConfigSchema
 from taxi_assets.download import (
     FetchedFile,
     MinimumRate,
@@ -181,7 +182,11 @@ def fixed_by_operator(resource: dg.ConfigurableResource) -> dg.ResourceDefinitio
 
 def operator_settings(fixed: dg.ResourceDefinition) -> dict[str, object]:
     """The settings `fixed_by_operator` fixed: a value, or `{"env": NAME}` for a variable."""
-    return fixed.config_schema.parent_def.config_schema.default_value
+    schema = fixed.config_schema
+    parent = schema.parent_def if isinstance(schema, ConfiguredDefinitionConfigSchema) else None
+    if parent is None or parent.config_schema is None:
+        raise TypeError(f"{fixed} is not a resource fixed by `fixed_by_operator`")
+    return parent.config_schema.default_value
 
 
 def _where_settings_come_from(settings: dict[str, object]) -> str:

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import dagster as dg
 
@@ -63,7 +63,7 @@ class Settings:
             sys.excepthook = _settings_errors_in_one_line(sys.excepthook)
             raise
 
-    def bound(self, name: str) -> object:
+    def bound(self, name: str) -> Any:
         """A resource field's value: the variable as a `dg.EnvVar` where the environment sets
         it (the UI shows its name, never its value), else its default."""
         variable = BY_NAME[name]
