@@ -327,7 +327,7 @@ def test_postgres_refusing_connections_gives_a_short_clear_message(mirror):
     result = materialize_load(JAN, mirror.source(), unreachable, raise_on_error=False)
 
     # Refused connections are worth retrying (a restarting server); after the retries, the
-    # failure carries the one-line reason, with no driver traceback chained under it.
+    # failure carries the one-line reason, and under it the driver's error (its diagnostics).
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
     assert failure.message.startswith("Exceeded max_retries of 3")
     reason = failure.cause
@@ -336,7 +336,8 @@ def test_postgres_refusing_connections_gives_a_short_clear_message(mirror):
         reason.message
     )
     assert "Connection refused" in reason.message
-    assert reason.cause is None
+    assert reason.cause.cls_name == "WarehouseError"
+    assert reason.cause.cause.cls_name == "OperationalError"
     assert all(secret not in str(event) for event in result.all_events)
 
 

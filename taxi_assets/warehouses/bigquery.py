@@ -1,15 +1,15 @@
 """BigQuery + GCS: the cloud warehouse (Kestra's gcp_taxi flow, with this project's semantics).
 
-Per partition, as the seed flow does: upload the file to `gs://{bucket}/{file}.gz`, create the
+Per partition, as the Kestra flow does: upload the file to `gs://{bucket}/{file}.gz`, create the
 main table if missing (partitioned by pickup date), an external table over the GCS file, and the
 month's table with `unique_row_id` and `filename`; then replace the file's rows in the main table
 with one MERGE statement (atomic: delete the file's old rows, insert the new), and drop the
 month's tables. Each partition has its own tables, so partitions load in parallel.
 
-`unique_row_id` is the seed's BigQuery expression: MD5 over five columns (no fare or distance),
-as BYTES, with BigQuery's text for timestamps (`2019-01-01 00:10:16+00`). So BigQuery ids differ
-from the PostgreSQL / DuckDB ones (md5 hex text over seven columns); within BigQuery they are
-stable.
+`unique_row_id` is the Kestra flow's BigQuery expression: MD5 over five columns (no fare or
+distance), as BYTES, with BigQuery's text for timestamps (`2019-01-01 00:10:16+00`). So BigQuery
+ids differ from the PostgreSQL / DuckDB ones (md5 hex text over seven columns); within BigQuery
+they are stable.
 """
 
 import base64
@@ -44,7 +44,7 @@ from taxi_assets.warehouses.base import (
 )
 from taxi_assets.warehouses.trip_queries import TripQueries
 
-# The seed flow's BigQuery types (money and distances NUMERIC).
+# The Kestra flow's BigQuery types (money and distances NUMERIC).
 TABLE_TYPES = {
     ColumnType.TEXT: "STRING",
     ColumnType.TIMESTAMP: "TIMESTAMP",
@@ -53,7 +53,7 @@ TABLE_TYPES = {
 }
 # What the external table reads: integers as FLOAT64, so `1.0` loads (then cast).
 EXTERNAL_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "FLOAT64"}
-# The seed's id columns in BigQuery: five, no fare or distance.
+# The Kestra flow's id columns in BigQuery: five, no fare or distance.
 BIGQUERY_ID_COLUMNS = ("VendorID", "{pickup}", "{dropoff}", "PULocationID", "DOLocationID")
 
 
@@ -124,11 +124,11 @@ class BigQueryWarehouse(TaxiWarehouse):
             return
         try:
             google.auth.default()
-        except DefaultCredentialsError:
+        except DefaultCredentialsError as error:
             raise WarehouseMisconfigured(
                 "no GCP credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key "
                 "file or GCP_CREDENTIALS_JSON to its contents"
-            ) from None
+            ) from error
 
     @contextmanager
     def clients(self) -> Iterator[tuple[bigquery.Client, storage.Client]]:
@@ -208,11 +208,11 @@ def run_query(
     try:
         return bq.query(sql, job_config=config).result()
     except GoogleAPICallError as error:
-        raise WarehouseError(f"BigQuery: {error.message}") from None
+        raise WarehouseError(f"BigQuery: {error.message}") from error
 
 
 def unique_row_id_sql(schema: TripSchema) -> str:
-    """The seed flow's BigQuery id: MD5(CONCAT(...)) over five columns, BYTES."""
+    """The Kestra flow's BigQuery id: MD5(CONCAT(...)) over five columns, BYTES."""
     names = (n.format(pickup=schema.pickup, dropoff=schema.dropoff) for n in BIGQUERY_ID_COLUMNS)
     parts = ", ".join(f'COALESCE(CAST({name} AS STRING), "")' for name in names)
     return f"MD5(CONCAT({parts}))"
@@ -249,7 +249,7 @@ class _BigQueryPartitionLoad(PartitionLoad):
         return statements
 
     def add_column_sql(self, column: Column) -> str:
-        """A newer column a table of an earlier version lacks, added in place (nullable)."""
+        """A newer column an existing table lacks, added in place (nullable)."""
         return (
             f"ALTER TABLE {self._table(self.schema.table)} "
             f"ADD COLUMN IF NOT EXISTS {column.name} {TABLE_TYPES[column.type]}"
@@ -323,6 +323,8 @@ class _BigQueryPartitionLoad(PartitionLoad):
             # No retries inside the client: the step's retry policy is the one retry layer.
             blob.upload_from_filename(str(csv.path), retry=None, timeout=300)
         except (GoogleAPIError, requests.RequestException) as error:
+            # Not chained: the client's error quotes the upload's URL, whose query string may
+            # hold a token.
             raise WarehouseError(
                 f"upload to gs://{self.warehouse.bucket} failed: {type(error).__name__}"
             ) from None
@@ -332,7 +334,7 @@ class _BigQueryPartitionLoad(PartitionLoad):
             try:
                 run_query(self.bq, self.staging_sql())
             except WarehouseError as error:
-                raise SourceError(f"{csv.name}: {error}") from None
+                raise SourceError(f"{csv.name}: {error}") from error
             month = [self.partition.month_start.isoformat(), self.partition.month_end.isoformat()]
             stats = run_query(self.bq, self.stats_sql(), month)
             rows, outside = next(iter(stats)).values()

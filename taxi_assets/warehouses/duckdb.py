@@ -151,7 +151,7 @@ class DuckDBWarehouse(TaxiWarehouse):
             except duckdb.Error as error:
                 raise WarehouseError(
                     f"cannot open DuckDB file {self.database_file}: {error}"
-                ) from None
+                ) from error
             try:
                 connection.create_function(
                     "postgres_float_text",
@@ -179,7 +179,7 @@ class DuckDBWarehouse(TaxiWarehouse):
                 raise OutOfSpace(
                     f"no space left on device for the DuckDB file {self.database_file} (or the "
                     f"temporary files it spills beside it): free space there; {_first_line(error)}"
-                ) from None
+                ) from error
 
     def qualified_table(self, table: str) -> str:
         return f"{self.database_file.stem}.{self.sql_schema}.{table}"
@@ -360,7 +360,7 @@ class _DuckDBPartitionLoad(PartitionLoad):
                 said = self._file_error(error, csv)
                 if said is None:
                     raise
-                raise said from None
+                raise said from error
         finally:
             self._drop_quietly(f"DROP VIEW IF EXISTS {self.scratch}")
         self._staged = staged
@@ -458,8 +458,8 @@ class _DuckDBPartitionLoad(PartitionLoad):
             self.connection.execute(statement)
 
     def ensure_tables(self) -> None:
-        """Both colours' tables, created if missing; a table of an earlier version gains the
-        newer columns in place (nullable: NULL for the months loaded before)."""
+        """Both colours' tables, created if missing; an existing table gains the newer
+        columns it lacks, in place (nullable: NULL for the months loaded before)."""
         self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.sql_schema)}")
         for schema in TRIP_SCHEMAS.values():
             table = f"{quote(self.sql_schema)}.{quote(schema.table)}"

@@ -2,8 +2,8 @@
 extra_float_digits = 1): the shortest digits that round-trip, plain when the decimal exponent is
 in [-4, 15) and as `1.5e-05` / `1e+16` otherwise.
 
-The seed's `unique_row_id` hashes fares and distances in this form, so DuckDB uses it (for the
-rare values its own SQL does not write that way) to give the seed's ids.
+The Kestra flow's `unique_row_id` hashes fares and distances in this form, so DuckDB uses it (for
+the rare values its own SQL does not write that way) to give the Kestra flow's ids.
 """
 
 import math

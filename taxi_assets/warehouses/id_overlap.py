@@ -8,11 +8,11 @@ and those rows are few (a few in a thousand). The rows worth comparing with this
 - rows with the pickup of one of this file's own outside rows: in the file of the month that
   pickup falls in, or in any other file where it is outside that file's month.
 
-Rows outside their month or on its first or last day are where such pickups fall: PostgreSQL keeps
-them in a small index per partition (`month_edges` below), so each question here is answered from
-those indexes, pickup by pickup on both sides, and only rarely a scan of one month (another file's
-trip in the middle of a month). The cost does not grow with the table, nor with the month's own
-size. The SQL runs unchanged on every warehouse.
+Rows outside their month or on its first or last day are where such pickups fall: PostgreSQL
+keeps them in a small index per table partition (`month_edges` below), so each question here is
+answered from those indexes, pickup by pickup on both sides, and only rarely a scan of one month
+(another file's trip in the middle of a month). The cost does not grow with the table, nor with
+the month's own size. The SQL runs unchanged on every warehouse.
 """
 
 import calendar

@@ -72,7 +72,7 @@ class PostgresWarehouse(TaxiWarehouse):
                 **limits.client_parameters(),
             )
         except psycopg.OperationalError as error:
-            raise connection_error(error, self.host, self.port, self.database, self.user) from None
+            raise connection_error(error, self.host, self.port, self.database, self.user) from error
         with connection:
             limits.apply_to_session(connection)
             yield connection
@@ -101,7 +101,7 @@ class PostgresWarehouse(TaxiWarehouse):
                     sql_schema=self.sql_schema,
                     table=schema.table,
                     filename=partition.filename,
-                ) from None
+                ) from error
 
     def _check_schema_name(self) -> None:
         """A name dbt cannot quote (it writes `"{name}"`, unescaped): a setting to fix."""

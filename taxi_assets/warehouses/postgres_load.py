@@ -253,11 +253,11 @@ class PostgresPartitionLoad(PostgresTables, PartitionLoad):
         )
         try:
             self.execute(insert, [self.partition.filename])
-        except CONVERSION_ERRORS:
+        except CONVERSION_ERRORS as error:
             explained = csv.first_contract_break() or self._first_fractional_integer(csv)
             if explained is None:
                 raise
-            raise explained from None
+            raise explained from error
         return rows
 
     def _copy_into_scratch_table(self, csv: TripCsv) -> tuple[int, bool]:
@@ -290,7 +290,7 @@ class PostgresPartitionLoad(PostgresTables, PartitionLoad):
             except psycopg.errors.DataError as error:
                 if not integers_as_decimals and decimal_in_integer_column(error):
                     raise IntegerWrittenAsDecimal from None
-                raise SourceError(copy_error(csv, error)) from None
+                raise SourceError(copy_error(csv, error)) from error
             return cursor.rowcount
 
     def _first_fractional_integer(self, csv: TripCsv) -> SourceError | None:

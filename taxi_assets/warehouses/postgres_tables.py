@@ -188,7 +188,7 @@ class PostgresTables:
     def ensure_tables(self) -> None:
         """Create the schema and both colours' main tables if missing (the dbt models read both,
         whichever colour is loaded first), and give this colour's table the newer columns it
-        lacks (a table of the Kestra flow or of an earlier version: added in place, nullable).
+        lacks (a table of the Kestra flow: added in place, nullable).
         Only when something is missing does this take a lock or run DDL; an existing plain
         table stays plain, and the other colour's table is never waited for."""
         missing = [
@@ -292,13 +292,13 @@ class PostgresTables:
         while True:
             try:
                 return attempt()
-            except psycopg.errors.LockNotAvailable:
+            except psycopg.errors.LockNotAvailable as error:
                 waited = time.monotonic() - started
                 if waited > SWAP_DEADLINE_SECONDS:
                     raise WarehouseError(
                         f"{self.sql_schema}.{self.schema.table} stayed locked by other "
                         f"sessions for {waited:.0f}s: {what} did not happen"
-                    ) from None
+                    ) from error
                 if time.monotonic() - said >= PARTITION_WAIT_LOG_SECONDS:
                     dg.get_dagster_logger().info(
                         f"{self.schema.table} is in use by another session (a long query?); "

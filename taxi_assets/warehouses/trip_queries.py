@@ -1,7 +1,7 @@
 """The questions asked of a trip table after a load: by the checks, the preview, the summary.
 
 A warehouse answers them through `TaxiWarehouse.reading()`, on one connection for the whole block
-where it has connections (the four checks of a partition used to open five).
+where it has connections (the four checks of a partition share one).
 """
 
 from collections.abc import Callable, Sequence
