@@ -7,7 +7,7 @@ whatever that file loaded before in one transaction. Checks ask the questions be
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import dagster as dg
@@ -64,14 +64,17 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
         """A short name for the UI (`postgres`)."""
 
     @property
+    @abstractmethod
     def single_file(self) -> bool:
-        """An embedded file one process writes at a time (no second connection may share it)."""
-        return False
+        """Whether it is an embedded file one process writes at a time (no second connection may
+        share it)."""
 
+    @abstractmethod
     def exclusive_access(self) -> AbstractContextManager[None]:
-        """Keep other processes off the warehouse for a while (a dbt run). A server needs
-        nothing of the kind; an embedded, single-writer file does."""
-        return nullcontext()
+        """Keep other processes off the warehouse for a while (a dbt run).
+
+        A server needs nothing of the kind (`nullcontext()`); an embedded, single-writer file
+        does."""
 
     @abstractmethod
     def open_partition(
@@ -91,6 +94,7 @@ class TaxiWarehouse(dg.ConfigurableResource, ABC):
     @abstractmethod
     def reading(self) -> AbstractContextManager[TripQueries]:
         """The questions of `trip_queries.py`, answered on one connection for the whole block.
+
         Each query runs on the schema's main table (`{table}` in the text, `%s` parameters),
         the identifier quoted by the warehouse's driver; no table yet: no rows."""
 

@@ -14,7 +14,7 @@ they are stable.
 
 import base64
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
@@ -92,6 +92,13 @@ class BigQueryWarehouse(TaxiWarehouse):
         default=None,
         description="BigQuery endpoint override (BIGQUERY_API_ENDPOINT), e.g. an emulator.",
     )
+
+    @property
+    def single_file(self) -> bool:
+        return False  # a server: loads and dbt share it
+
+    def exclusive_access(self) -> AbstractContextManager[None]:
+        return nullcontext()  # a server takes any number of writers
 
     @property
     def kind(self) -> str:

@@ -112,8 +112,9 @@ class DuckDBWarehouse(TaxiWarehouse):
 
     @contextmanager
     def exclusive_access(self) -> Iterator[None]:
-        """Hold the file for this process (a dbt run, say) until the block ends. While another
-        process holds it, wait, saying so every `LOCK_LOG_SECONDS`, at most
+        """Hold the file for this process (a dbt run, say) until the block ends.
+
+        While another process holds it, wait, saying so every `LOCK_LOG_SECONDS`, at most
         `LOCK_TIMEOUT_SECONDS`."""
         self.database_file.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(f"{self.database_file}.lock")
@@ -227,10 +228,12 @@ def text_literal(text: str) -> str:
 
 
 def float_text_sql(column: str) -> str:
-    """PostgreSQL's text of a DOUBLE. Both print the shortest digits that read back as the same
-    number; where PostgreSQL writes them plain (exponent in [-4, 15)) DuckDB does too, but for a
-    trailing `.0` on whole numbers (written here as the BIGINT they are). Elsewhere the exact
-    rules (`postgres_float_text`, in Python: rare values)."""
+    """PostgreSQL's text of a DOUBLE.
+
+    Both print the shortest digits that read back as the same number; where PostgreSQL writes
+    them plain (exponent in [-4, 15)) DuckDB does too, but for a trailing `.0` on whole numbers
+    (written here as the BIGINT they are). Elsewhere the exact rules (`postgres_float_text`, in
+    Python: rare values)."""
     return (
         f"CASE WHEN {column} IS NULL THEN NULL "
         f"WHEN abs({column}) >= 1e-4 AND abs({column}) < 1e15 THEN "
@@ -272,9 +275,10 @@ def _describe_csv_error(name: str, error: duckdb.Error) -> str:
 
 
 def _reason_before_hints(lines: list[str]) -> str:
-    """The reader's reason where it states it last, just before its "Possible fixes" and its
-    settings ("Value with unterminated quote found.", "Invalid unicode … detected. …"); else
-    its first line."""
+    """The reader's reason: where it states it last, else its first line.
+
+    That is just before its "Possible fixes" and its settings ("Value with unterminated quote
+    found.", "Invalid unicode … detected. …")."""
     end = next(
         (i for i, line in enumerate(lines) if line.startswith(("Possible", "  file ="))),
         len(lines),
@@ -293,9 +297,10 @@ def id_text_sql(column: str, type_: ColumnType) -> str:
 
 
 def held_to_contract_sql(column: str, type_: ColumnType) -> str:
-    """A column of the scratch view as the main table's type: timestamps of the contract's form
-    only (then cast), finite numbers only; a value outside fails a cast of the text that says so
-    (found again by `_file_error`)."""
+    """A column of the scratch view as the main table's type, held to the contract.
+
+    Timestamps of the contract's form only (then cast), finite numbers only; a value outside fails
+    a cast of the text that says so (found again by `_file_error`)."""
     if type_ is ColumnType.TEXT:
         return column
     sql_type = TABLE_TYPES[type_]
@@ -394,9 +399,9 @@ class _DuckDBPartitionLoad(PartitionLoad):
         csv.count_rows_in_background(on_error=self.connection.interrupt)
 
     def _replace_file_rows(self, csv: TripCsv) -> tuple[_Staged, int]:
-        """In a transaction left open: the file's rows deleted and inserted anew, the rows
-        checked against the lines counted; the rows and the pickups outside the month. Rolled
-        back when anything fails."""
+        """Steps 2 and 3 of `stage`; the rows and the pickups outside the month.
+
+        The transaction stays open for `merge`; anything that fails rolls it back."""
         filename = [self.partition.filename]
         csv.raise_if_count_failed()  # too late to be stopped by its interrupt
         self.connection.execute("BEGIN TRANSACTION")
@@ -422,11 +427,12 @@ class _DuckDBPartitionLoad(PartitionLoad):
         return _Staged(rows=rows, replaced_rows=replaced), outside
 
     def _file_error(self, error: duckdb.Error, csv: TripCsv) -> Exception | None:
-        """The file's fault, if it is: the line count's verdict on the file first (it reads the
-        same bytes, so both warehouses say the same; a truncated or non-gzip file is best said
-        by it), then a gzip stream DuckDB's reader refuses, then the value the staging pass
-        refused (None: not the file's fault). The count is waited for anyway: closing the file
-        waits for its thread."""
+        """What in the file a DuckDB error comes from (None: not the file's fault).
+
+        The line count's verdict first (it reads the same bytes, so both warehouses say the same;
+        a truncated or non-gzip file is best said by it), then a gzip stream DuckDB's reader
+        refuses, then the value the staging pass refused. The count is waited for anyway:
+        closing the file waits for its thread."""
         csv.counted_rows()
         if "GZIP" in str(error):
             return SourceError(

@@ -102,9 +102,10 @@ def final_rows_sql(
     scratch: str,
     integers_as_decimals: bool,
 ) -> str:
-    """One pass from `scratch` (the scratch table, or view) to the final rows: ids,
-    filename (the one parameter), integer columns checked and cast, the other columns held to
-    the contract, NULL for the table's newer columns the file lacks."""
+    """One pass from `scratch` (the scratch table, or view) to the final rows.
+
+    Ids, filename (the one parameter), integer columns checked and cast, the other columns held
+    to the contract, NULL for the table's newer columns the file lacks."""
     types = dialect.table_types
     values = ", ".join(
         final_value_sql(dialect, c, integers_as_decimals)

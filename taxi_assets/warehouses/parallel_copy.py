@@ -54,9 +54,10 @@ def copy_in_parallel(
     sessions: int,
     batches: Batches = ONE_BATCH,
 ) -> int:
-    """COPY `chunks` (each of whole lines) with `statement` (`COPY … FROM STDIN`) through
-    `sessions` connections from `connect`, each committing its own share (in `batches`); the
-    rows copied."""
+    """COPY `chunks` through `sessions` connections from `connect`; the rows copied.
+
+    Each chunk holds whole lines; `statement` is a `COPY … FROM STDIN`; each session commits its
+    own share (in `batches`)."""
     work: queue.Queue[bytes | None] = queue.Queue(maxsize=2 * sessions)
     stop = threading.Event()
 

@@ -6,7 +6,7 @@ given up (`postgres_dead_connections.py`) in modules of their own.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 
 import psycopg
@@ -49,6 +49,13 @@ class PostgresWarehouse(TaxiWarehouse):
             "(TAXI_PG_DEAD_CONNECTION_SECONDS)."
         ),
     )
+
+    @property
+    def single_file(self) -> bool:
+        return False  # a server: loads and dbt share it
+
+    def exclusive_access(self) -> AbstractContextManager[None]:
+        return nullcontext()  # a server takes any number of writers
 
     @property
     def kind(self) -> str:

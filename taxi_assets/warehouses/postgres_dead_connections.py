@@ -15,10 +15,9 @@ DEAD_CONNECTION_SECONDS = 60
 
 @dataclass(frozen=True)
 class DeadConnectionLimits:
-    """What makes both ends of a connection give it up once it has been silent `seconds` (a
-    frozen network or a dead host sends no FIN or RST), measured (docs/operations.md, "Dead
-    connections"):
+    """The settings that make both ends give a connection up once it has been silent `seconds`.
 
+    A frozen network or a dead host sends no FIN or RST (docs/operations.md, "Dead connections"):
     - the client: `tcp_user_timeout` ends a connection whose sent data stays unacknowledged (a
       COPY writing, a statement waiting for its answer: keepalives are not sent while data is
       in flight); keepalives end an idle one;
@@ -28,7 +27,6 @@ class DeadConnectionLimits:
       (PostgreSQL 14+) stops a running statement of a dead client;
       `idle_in_transaction_session_timeout` ends a session left idle in a transaction by a client
       that hangs (a stopped process: its kernel still answers keepalives).
-
     Keepalives: the first probe after `idle` silent seconds, then `count` probes `interval` apart:
     `seconds` in all."""
 

@@ -68,9 +68,10 @@ def load_error(
     table: str,
     filename: str,
 ) -> Exception:
-    """The server's error during a load as this project's, by its SQLSTATE: a `WarehouseError`
-    to retry (a lost connection, a conflict, a busy server), or one line naming what to fix, not
-    retried (`WarehouseMisconfigured`; `SourceError` for a value of the file)."""
+    """The server's error during a load as this project's, by its SQLSTATE.
+
+    A `WarehouseError` to retry (a lost connection, a conflict, a busy server), or one line naming
+    what to fix, not retried (`WarehouseMisconfigured`; `SourceError` for a value of the file)."""
     state = error.sqlstate or ""
     text = (error.diag.message_primary or str(error)).strip()
     reason = text.splitlines()[0] if text else type(error).__name__

@@ -87,9 +87,10 @@ def id_text_sql(column: str, type_: ColumnType) -> str:
 
 
 def held_to_contract_sql(column: str, type_: ColumnType, *, pickup: str, numbers: list[str]) -> str:
-    """A timestamp of the contract's form, cast; other columns as COPY typed them. The pickup's
-    also checks that the row's `numbers` are finite (COPY takes `inf` and `NaN`): one test a row
-    costs less than one a number, and the value is found again whichever it was."""
+    """A timestamp of the contract's form, cast; other columns as COPY typed them.
+
+    The pickup's also checks that the row's `numbers` are finite (COPY takes `inf` and `NaN`): one
+    test a row costs less than one a number, and the value is found again whichever it was."""
     if type_ is not ColumnType.TIMESTAMP:
         return column
     held = f"({column} IS NULL OR {TIMESTAMP_HELD.format(c=column)})"
@@ -179,9 +180,10 @@ class PostgresPartitionLoad(PostgresTables, PartitionLoad):
 
     def merge(self) -> MergedPartition:
         """Replace the file's rows in the main table with the staged ones, in one transaction:
-        a partitioned table swaps the staging table in as the file's table partition, retried
-        while other sessions hold the table; a plain one (the Kestra flow's) has the file's rows
-        deleted and the staged ones inserted."""
+
+        1. a partitioned table: swap the staging table in as the file's table partition, tried
+           again while other sessions hold the table;
+        2. a plain table (the Kestra flow's): DELETE the file's rows, INSERT the staged ones."""
         if self.partitioned:
             return self.waiting_for_locks(self.swap, f"the swap of {self.partition.filename}")
         return self.delete_and_insert()
@@ -195,9 +197,10 @@ class PostgresPartitionLoad(PostgresTables, PartitionLoad):
         return Dialect(self.quote, TABLE_TYPES, id_text_sql, held)
 
     def _fill_staging(self, csv: TripCsv, dialect: Dialect) -> int:
-        """The staging table filled by `STAGING_WRITERS` sessions at once; a file they refuse
-        (a bad value, integers written as `1.0`), or every file of a role that may not create
-        temporary tables, by one session. The rows copied."""
+        """Fill the staging table by `STAGING_WRITERS` sessions at once; the rows copied.
+
+        A file they refuse (a bad value, integers written as `1.0`), or every file of a role that
+        may not create temporary tables, is copied again by one session."""
         try:
             return self._copy_in_parallel(csv, dialect)
         except (psycopg.errors.DataError, psycopg.errors.InsufficientPrivilege) as error:
@@ -210,8 +213,10 @@ class PostgresPartitionLoad(PostgresTables, PartitionLoad):
             return self._copy_by_one_session(csv, dialect)
 
     def _copy_in_parallel(self, csv: TripCsv, dialect: Dialect) -> int:
-        """Each writer copies its share of the lines a batch at a time into a temporary table of
-        its own (in its memory: no WAL, no shared buffers) and writes their final rows into the
+        """Fill the staging table by `STAGING_WRITERS` sessions at once; the rows copied.
+
+        Each writer copies its share of the lines a batch at a time into a temporary table of its
+        own (in its memory: no WAL, no shared buffers) and writes their final rows into the
         staging table in the same transaction, while the other one copies: parsing, hashing and
         writing overlap on all cores."""
         scratch = f"pg_temp.{self.quote(self.scratch_name)}"
@@ -303,9 +308,11 @@ class PostgresPartitionLoad(PostgresTables, PartitionLoad):
         return csv.fractional_integer(*found[0]) if found else None
 
     def _analyse_staging(self) -> None:
-        """Statistics now, not when autovacuum gets to it: a query right after the load (the
-        facts' dbt run) would be planned as if the month had a few rows. A sample of 3,000 rows
-        is enough for that; autovacuum analyses the table in full later."""
+        """ANALYZE the staging table, from a sample of 3,000 rows.
+
+        Statistics now, not when autovacuum gets to it: a query right after the load (the facts'
+        dbt run) would be planned as if the month had a few rows. The sample is enough for that;
+        autovacuum analyses the table in full later."""
         with self.transaction():
             self.execute("SET LOCAL default_statistics_target = 10")
             self.execute(f"ANALYZE {self.staging}")

@@ -135,9 +135,10 @@ class PostgresTables:
         return relkind(self.connection, self.sql_schema, self.schema.table) == "p"
 
     def make_attachable(self) -> None:
-        """Make the (empty) staging table a ready table partition: the CHECK constraint that spares
-        ATTACH a scan, and its index of pickups at and beyond the month's edges, both kept up
-        as the rows arrive."""
+        """Make the (empty) staging table a ready table partition of a partitioned main table.
+
+        The CHECK constraint spares ATTACH a scan; the index of pickups at and beyond the month's
+        edges is what `ids_in_other_files` reads. Both are kept up as the rows arrive."""
         if not self.partitioned:
             return
         constraint = self.quote(self.table_partition_name + "_check")
@@ -186,11 +187,13 @@ class PostgresTables:
                 self.connection.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(key))
 
     def ensure_tables(self) -> None:
-        """Create the schema and both colours' main tables if missing (the dbt models read both,
-        whichever colour is loaded first), and give this colour's table the newer columns it
-        lacks (a table of the Kestra flow: added in place, nullable).
-        Only when something is missing does this take a lock or run DDL; an existing plain
-        table stays plain, and the other colour's table is never waited for."""
+        """Create what is missing of the schema and both colours' main tables; add the newer
+        columns this colour's table lacks.
+
+        The dbt models read both tables, whichever colour is loaded first. A table of the Kestra
+        flow gains the newer columns in place, nullable. Only when something is missing does this
+        take a lock or run DDL; an existing plain table stays plain, and the other colour's table
+        is never waited for."""
         missing = [
             schema
             for schema in TRIP_SCHEMAS.values()
@@ -212,10 +215,11 @@ class PostgresTables:
         self._check_layout()
 
     def _check_layout(self) -> None:
-        """An existing table of another layout is refused before anything is loaded, in one line
-        naming what differs: a column the load writes is missing, an extra column is NOT NULL
-        without a default (no row would fit), a UNIQUE index (identical trips share an id, in a
-        file or across files)."""
+        """Refuse an existing table of another layout before anything is loaded.
+
+        The one line names what differs: a column the load writes is missing, an extra column is
+        NOT NULL without a default (no row would fit), a UNIQUE index (identical trips share an
+        id, in a file or across files)."""
         table = f"{self.sql_schema}.{self.schema.table}"
         columns = self.execute(
             "SELECT attname, attnotnull AND NOT atthasdef AND attgenerated = '' "
@@ -285,9 +289,11 @@ class PostgresTables:
     # -- the swap ------------------------------------------------------------------------------
 
     def waiting_for_locks(self, attempt: Callable[[], T], what: str) -> T:
-        """`attempt` (a transaction that sets a short `lock_timeout`), tried again while other
-        sessions hold the table: a long reader delays it instead of queueing every other reader
-        behind it. Logged while it lasts; given up after `SWAP_DEADLINE_SECONDS`."""
+        """`attempt`'s result, tried again while other sessions hold the table.
+
+        `attempt` is a transaction that sets a short `lock_timeout`: a long reader delays it
+        instead of queueing every other reader behind it. Logged while it lasts; given up after
+        `SWAP_DEADLINE_SECONDS`."""
         started = said = time.monotonic()
         while True:
             try:
