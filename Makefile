@@ -31,7 +31,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 demo: $(BIN)/.installed home
 	$(BIN)/dg launch --job taxi_trips_job --partition '$(PARTITION)'
 	@echo "dbt build: its log goes to $(DBT_LOG)"
-	@$(BIN)/dg launch -m taxi_assets.dbt_definitions --job taxi_dbt_job \
+	@DBT_USE_COLORS=false $(BIN)/dg launch -m taxi_assets.dbt_definitions --job taxi_dbt_job \
 		--partition '$(MONTH)' > $(DBT_LOG) 2>&1 \
 		|| { cat $(DBT_LOG); exit 1; }
 	@grep -a 'Done\. PASS=' $(DBT_LOG)

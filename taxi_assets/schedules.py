@@ -1,9 +1,10 @@
-"""Monthly schedules, as the Kestra flow's two cron triggers: green at 09:00, yellow at 10:00 on
-the 1st, each requesting its own colour only.
+"""Monthly schedules, as the scheduled Kestra flow's two cron triggers: green at 09:00, yellow at
+10:00 on the 1st, each requesting its own colour only.
 
 Which month a tick loads (`TAXI_SCHEDULE_MONTH`):
 - `previous` (default): the month that just ended, the one whose data can exist by then;
-- `current`: the tick's own month, as the Kestra flow does (`trigger.date | date('yyyy-MM')`).
+- `current`: the tick's own month, as the scheduled Kestra flow does
+  (`trigger.date | date('yyyy-MM')`).
 A tick whose file the source has not published is skipped with the reason shown in the UI.
 """
 

@@ -373,7 +373,7 @@ VARIABLES: tuple[Variable, ...] = (
         DEFAULT_SOURCE_URL,
         f"The DataTalksClub release's CSV files ({FIRST_MONTH} … {LAST_RELEASE_MONTH}): an "
         "https:// mirror, a "
-        "file:// URL or a directory (offline: $PWD/sample_source).",
+        "file:// URL or a directory (offline: ${PWD}/sample_source).",
         readable_from("folder"),
         section="Where the monthly files come from.",
     ),
@@ -455,7 +455,7 @@ VARIABLES: tuple[Variable, ...] = (
         "PRODUCTS_URL",
         "https://dummyjson.com/products",
         "The getting-started group's products: a URL, a file:// URL or a path (offline: "
-        "$PWD/sample_source/products.json).",
+        "${PWD}/sample_source/products.json).",
         readable_from("file"),
         section="The getting-started group (the Kestra course's first flow).",
     ),
@@ -502,6 +502,8 @@ def markdown_table() -> str:
     rows = ["| Variable | Default | What it does |", "|---|---|---|"]
     for variable in VARIABLES:
         default = f"`{variable.default}`" if variable.default else "(none)"
+        if variable.example is not None and variable.example != (variable.default or ""):
+            default += " (empty in `.env.example`)"
         doc = (
             variable.doc
             if variable.read_by == CODE
