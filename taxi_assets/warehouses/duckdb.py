@@ -322,6 +322,8 @@ CONVERSION_ERRORS = (
 
 @dataclass(frozen=True)
 class _Staged:
+    """What `stage` leaves for `merge` to report."""
+
     rows: int
     replaced_rows: int
 

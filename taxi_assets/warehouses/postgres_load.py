@@ -278,8 +278,10 @@ class PostgresPartitionLoad(PostgresTables, PartitionLoad):
                 return self._copy(csv, integers_as_decimals=True), True
 
     def _copy(self, csv: TripCsv, integers_as_decimals: bool) -> int:
-        # Unlogged: nothing of it needs to survive a crash. Created in this transaction, so COPY
-        # may write its rows frozen: the pass that reads them sets no hint bits (no rewrite).
+        """COPY the file into a new scratch table; the rows copied.
+
+        Unlogged: nothing of it needs to survive a crash. Created in this transaction, so COPY
+        may write its rows frozen: the pass that reads them sets no hint bits (no rewrite)."""
         columns = scratch_columns(self.quote, csv.columns, SCRATCH_TYPES, integers_as_decimals)
         self.execute(f"CREATE UNLOGGED TABLE {self.scratch} ({columns})")
         names = column_names(self.quote, csv.columns)

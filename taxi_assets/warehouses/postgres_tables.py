@@ -90,8 +90,9 @@ def lock_key(*parts: str) -> sql.Composable:
 
 
 class PostgresTables:
-    """What a PostgreSQL load does to the trip tables, on its connection (a mixin of the load,
-    which names its tables)."""
+    """What a PostgreSQL load does to the trip tables, on its connection.
+
+    A mixin of `PostgresPartitionLoad`, which names the tables (`main`, `staging`, …)."""
 
     connection: psycopg.Connection
     sql_schema: str
@@ -132,6 +133,7 @@ class PostgresTables:
 
     @property
     def partitioned(self) -> bool:
+        """Whether the main table is partitioned (by file), not a plain table."""
         return relkind(self.connection, self.sql_schema, self.schema.table) == "p"
 
     def make_attachable(self) -> None:
@@ -317,6 +319,10 @@ class PostgresTables:
         self.execute(f"SET LOCAL lock_timeout = '{int(SWAP_LOCK_TIMEOUT_SECONDS * 1000)}ms'")
 
     def swap(self) -> MergedPartition:
+        """Detach and drop the file's table partition, attach the staging table in its place.
+
+        One transaction, waiting at most `SWAP_LOCK_TIMEOUT_SECONDS` for its locks (see
+        `waiting_for_locks`)."""
         filename = self.partition.filename
         with self.transaction():
             self._set_lock_timeout()
@@ -384,6 +390,7 @@ class PostgresTables:
         return self._staged_rows
 
     def merged(self, rows: int, replaced_rows: int) -> MergedPartition:
+        """What the merge reports."""
         return MergedPartition(
             table=f"{self.sql_schema}.{self.schema.table}",
             rows=rows,
