@@ -124,6 +124,7 @@ def duckdb_resource(settings: Settings) -> TaxiWarehouse:
     return DuckDBWarehouse(
         path=settings.bound("TAXI_DUCKDB_PATH"),
         sql_schema=settings.bound("TAXI_DUCKDB_SCHEMA"),
+        memory_limit=settings.bound("TAXI_DUCKDB_MEMORY_LIMIT"),
     )
 
 

@@ -40,6 +40,8 @@ SourceKind = Literal["auto", "release", "tlc"]
 ScheduleMonth = Literal["previous", "current"]
 
 MAX_PORT = 65535
+# Less, and DuckDB cannot even hold a load's first batches.
+MIN_MEMORY_BYTES = 64_000_000
 MAX_RETRY_DELAY_SECONDS = 3600
 # Half of it is the first keepalive's wait, which Linux caps at 32767 s: an hour is plenty.
 MAX_DEAD_CONNECTION_SECONDS = 3600
@@ -143,6 +145,18 @@ def readable_from(local: str) -> Parser:
         return text
 
     return parse
+
+
+def memory_size(text: str) -> str:
+    """A size DuckDB's `memory_limit` takes (`512MB`, `2GB`, `1.5GiB`), enough for a load."""
+    size = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B", text.strip(), re.IGNORECASE)
+    if size is not None:
+        number, unit, binary = size.groups()
+        power = "KMGT".find(unit.upper()) + 1 if unit else 0
+        enough = float(number) * (1024 if binary else 1000) ** power >= MIN_MEMORY_BYTES
+    if size is None or not enough:
+        raise ValueError("a size such as 512MB or 2GB, at least 64MB")
+    return text
 
 
 def dataset_name(text: str) -> str:
@@ -255,6 +269,13 @@ VARIABLES: tuple[Variable, ...] = (
         "prod",
         "The schema of the trip tables in the DuckDB file (module 4 reads taxi_rides_ny.prod).",
         schema_name,
+    ),
+    Variable(
+        "TAXI_DUCKDB_MEMORY_LIMIT",
+        "512MB",
+        "DuckDB's memory for a load and its checks: past it, DuckDB spills to a folder beside the "
+        "file, so a run's memory does not grow with the month (unset, DuckDB takes 80% of RAM).",
+        memory_size,
     ),
     Variable(
         "TAXI_DBT_SCHEMA",

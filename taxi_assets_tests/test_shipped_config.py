@@ -57,6 +57,7 @@ BAD_VALUES = [
     ("TAXI_DBT_SCHEMA", 'we"ird', "postgres"),
     ("TAXI_DUCKDB_SCHEMA", 'we"ird', "duckdb"),
     ("TAXI_DUCKDB_PATH", "sample_source", "duckdb"),
+    ("TAXI_DUCKDB_MEMORY_LIMIT", "lots", "duckdb"),
     ("TAXI_DOWNLOAD_MIN_RATE", "-1", "postgres"),
     ("TAXI_DOWNLOAD_MIN_RATE", "16k", "postgres"),
     ("TAXI_MAX_ROWS", "0", "postgres"),

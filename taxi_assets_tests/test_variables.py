@@ -91,3 +91,14 @@ def test_the_readmes_table_is_written_from_the_table():
     table = readme[start:].split("\n", 1)[1].split("<!-- end of the table -->")[0]
 
     assert table == markdown_table(), "run: python -m taxi_assets.variables markdown"
+
+
+def test_duckdbs_memory_limit_is_a_size_duckdb_takes_and_enough_for_a_load():
+    limit = BY_NAME["TAXI_DUCKDB_MEMORY_LIMIT"]
+
+    assert [limit.value(size) for size in ("512MB", "2GB", "1.5GiB", "64 mb")] == [
+        "512MB", "2GB", "1.5GiB", "64 mb"
+    ]  # fmt: skip
+    for size in ("lots", "80%", "1b", "63MB", "2 GBs"):
+        with pytest.raises(ValueError, match="at least 64MB"):
+            limit.value(size)

@@ -34,6 +34,7 @@ from taxi_assets.errors import SourceError, WarehouseError, WarehouseMisconfigur
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_csv import TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, Column, ColumnType, TripSchema
+from taxi_assets.variables import variable_field
 from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
@@ -79,19 +80,12 @@ class EndpointBigQueryResource(BigQueryResource):
 class BigQueryWarehouse(TaxiWarehouse):
     """BigQuery tables fed from a GCS bucket (GCP_PROJECT_ID, GCP_DATASET, GCP_BUCKET_NAME, …)."""
 
-    project: str = Field(default="", description="GCP project id (GCP_PROJECT_ID).")
-    location: str = Field(default="US", description="Dataset / bucket location (GCP_LOCATION).")
-    dataset: str = Field(default="zoomcamp", description="BigQuery dataset (GCP_DATASET).")
-    bucket: str = Field(default="", description="GCS bucket for the files (GCP_BUCKET_NAME).")
-    credentials_json: str | None = Field(
-        default=None,
-        description="Service-account JSON (GCP_CREDENTIALS_JSON); otherwise the default "
-        "credentials (GOOGLE_APPLICATION_CREDENTIALS). Never logged.",
-    )
-    api_endpoint: str | None = Field(
-        default=None,
-        description="BigQuery endpoint override (BIGQUERY_API_ENDPOINT), e.g. an emulator.",
-    )
+    project: str = variable_field("GCP_PROJECT_ID")
+    location: str = variable_field("GCP_LOCATION")
+    dataset: str = variable_field("GCP_DATASET")
+    bucket: str = variable_field("GCP_BUCKET_NAME")
+    credentials_json: str | None = variable_field("GCP_CREDENTIALS_JSON")
+    api_endpoint: str | None = variable_field("BIGQUERY_API_ENDPOINT")
 
     @property
     def single_file(self) -> bool:

@@ -22,13 +22,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from filelock import FileLock, Timeout
-from pydantic import Field
 
 from taxi_assets.errors import OutOfSpace, SourceError, WarehouseError, no_space
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_contract import TIMESTAMP_PATTERN
 from taxi_assets.trip_csv import INT4_MAX, TripCsv
 from taxi_assets.trip_schema import TRIP_SCHEMAS, ColumnType, TripSchema
+from taxi_assets.variables import variable_field
 from taxi_assets.warehouses.base import (
     MergedPartition,
     PartitionLoad,
@@ -48,10 +48,6 @@ from taxi_assets.warehouses.load_sql import (
 from taxi_assets.warehouses.trip_queries import TripQueries
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # taxi_assets/warehouses/duckdb.py
-# The file name and schema where the course's module-4 dbt project looks for the trip tables
-# (its source `raw`: database taxi_rides_ny, schema prod).
-DEFAULT_PATH = PROJECT_ROOT / "data" / "taxi_rides_ny.duckdb"
-DEFAULT_SCHEMA = "prod"
 TABLE_TYPES = {
     ColumnType.TEXT: "VARCHAR",
     ColumnType.TIMESTAMP: "TIMESTAMP",
@@ -64,13 +60,10 @@ TABLE_TYPES = {
 CSV_TYPES = {**TABLE_TYPES, ColumnType.INTEGER: "DOUBLE", ColumnType.TIMESTAMP: "VARCHAR"}
 LOCK_TIMEOUT_SECONDS = 3600
 LOCK_LOG_SECONDS = 10.0  # how often a wait for the file says so
-# DuckDB would take up to 80% of the machine's memory; past this it spills to a folder beside the
-# database file instead, so a run's memory does not grow with the month it loads.
-MEMORY_LIMIT = "512MB"
 # DuckDB may build a join's hash table on the side it expects larger; a month of identical rows
 # (one pickup, one id) makes that side one key, which no spilling can split: the checks ran out
 # of memory. Without that optimizer an `IN (subquery)` hashes the subquery, as written.
-CONNECTION_CONFIG = {"memory_limit": MEMORY_LIMIT, "disabled_optimizers": "build_side_probe_side"}
+CONNECTION_CONFIG = {"disabled_optimizers": "build_side_probe_side"}
 
 
 def quote(identifier: str) -> str:
@@ -87,16 +80,9 @@ def resolve_path(path: str) -> Path:
 class DuckDBWarehouse(TaxiWarehouse):
     """An embedded DuckDB file (TAXI_DUCKDB_PATH, default data/taxi_rides_ny.duckdb)."""
 
-    path: str = Field(
-        default=str(DEFAULT_PATH), description="The database file (TAXI_DUCKDB_PATH)."
-    )
-    sql_schema: str = Field(
-        default=DEFAULT_SCHEMA, description="Schema of the trip tables (TAXI_DUCKDB_SCHEMA)."
-    )
-    memory_limit: str = Field(
-        default=MEMORY_LIMIT,
-        description="DuckDB's memory_limit: past it, DuckDB spills to a folder beside the file.",
-    )
+    path: str = variable_field("TAXI_DUCKDB_PATH")
+    sql_schema: str = variable_field("TAXI_DUCKDB_SCHEMA")
+    memory_limit: str = variable_field("TAXI_DUCKDB_MEMORY_LIMIT")
 
     @property
     def kind(self) -> str:

@@ -11,44 +11,31 @@ from functools import partial
 
 import psycopg
 from psycopg import sql
-from pydantic import Field
 
 from taxi_assets.errors import WarehouseMisconfigured
 from taxi_assets.partitions import TaxiPartition
 from taxi_assets.trip_schema import ColumnType, TripSchema
-from taxi_assets.variables import BY_NAME
+from taxi_assets.variables import BY_NAME, variable_field
 from taxi_assets.warehouses.base import PartitionLoad, TaxiWarehouse
-from taxi_assets.warehouses.postgres_dead_connections import (
-    DEAD_CONNECTION_SECONDS,
-    DeadConnectionLimits,
-)
+from taxi_assets.warehouses.postgres_dead_connections import DeadConnectionLimits
 from taxi_assets.warehouses.postgres_errors import connection_error, load_error
 from taxi_assets.warehouses.postgres_load import PostgresPartitionLoad, pin_text_formats
 from taxi_assets.warehouses.postgres_tables import TABLE_TYPES, table_exists
 from taxi_assets.warehouses.trip_queries import TripQueries
 
-__all__ = ["DEAD_CONNECTION_SECONDS", "PostgresWarehouse"]
+__all__ = ["PostgresWarehouse"]
 
 
 class PostgresWarehouse(TaxiWarehouse):
     """PostgreSQL, configured like libpq (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)."""
 
-    host: str = Field(default="localhost", description="Server host (PGHOST).")
-    port: int = Field(default=5432, description="Server port (PGPORT).")
-    user: str = Field(default="postgres", description="Role to connect as (PGUSER).")
-    password: str | None = Field(default=None, description="Password (PGPASSWORD); never logged.")
-    database: str = Field(default="postgres", description="Database (PGDATABASE).")
-    sql_schema: str = Field(
-        default="public", description="Schema of the trip tables (TAXI_PG_SCHEMA)."
-    )
-    dead_connection_seconds: int = Field(
-        default=DEAD_CONNECTION_SECONDS,
-        description=(
-            "Seconds after which a silent connection counts as dead on both ends: the load "
-            "gives up, the server ends the session and releases its locks "
-            "(TAXI_PG_DEAD_CONNECTION_SECONDS)."
-        ),
-    )
+    host: str = variable_field("PGHOST")
+    port: int = variable_field("PGPORT")
+    user: str = variable_field("PGUSER")
+    password: str | None = variable_field("PGPASSWORD")
+    database: str = variable_field("PGDATABASE")
+    sql_schema: str = variable_field("TAXI_PG_SCHEMA")
+    dead_connection_seconds: int = variable_field("TAXI_PG_DEAD_CONNECTION_SECONDS")
 
     @property
     def single_file(self) -> bool:

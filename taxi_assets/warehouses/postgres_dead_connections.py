@@ -8,10 +8,6 @@ from dataclasses import dataclass
 
 import psycopg
 
-# A connection silent this long (a frozen network or a dead host: no FIN, no RST) counts as dead
-# on both ends (TAXI_PG_DEAD_CONNECTION_SECONDS): see `DeadConnectionLimits`.
-DEAD_CONNECTION_SECONDS = 60
-
 
 @dataclass(frozen=True)
 class DeadConnectionLimits:
