@@ -114,7 +114,7 @@ FLOAT_ID_COLUMNS = {"fare_amount", "trip_distance"}
 def kestra_float_text(value: str) -> str:
     """PostgreSQL's `CAST(x AS text)` of a float the generator writes (0, or 1e-4 ≤ x < 1e15):
     there both print the shortest digits that read back as the number, PostgreSQL without a
-    trailing `.0`. (Other numbers: `test_seed_ids` checks them against the server.)"""
+    trailing `.0`. (Other numbers: `test_kestra_ids` checks them against the server.)"""
     number = float(value)
     assert number == 0 or 1e-4 <= abs(number) < 1e15, f"{value} is outside the oracle's range"
     text = repr(number)
