@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
+from typing import cast
 
 import dagster as dg
 import google.auth
@@ -25,9 +26,11 @@ import requests
 from dagster_gcp import BigQueryResource, GCSResource
 from google.api_core.client_options import ClientOptions
 from google.api_core.exceptions import GoogleAPICallError, GoogleAPIError, NotFound
+from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import bigquery, storage
+from google.cloud.bigquery.table import RowIterator
 from pydantic import Field
 
 from taxi_assets.errors import SourceError, WarehouseError, WarehouseMisconfigured
@@ -197,13 +200,14 @@ def _parameter(value: object) -> bigquery.ScalarQueryParameter:
         return bigquery.ScalarQueryParameter(
             None, "TIMESTAMP", datetime.combine(value, datetime.min.time(), tzinfo=UTC)
         )
-    type_ = "INT64" if isinstance(value, int) else "STRING"
-    return bigquery.ScalarQueryParameter(None, type_, value)
+    if isinstance(value, int):
+        return bigquery.ScalarQueryParameter(None, "INT64", value)
+    if isinstance(value, str):
+        return bigquery.ScalarQueryParameter(None, "STRING", value)
+    raise TypeError(f"no BigQuery parameter for a {type(value).__name__}: {value!r}")
 
 
-def run_query(
-    bq: bigquery.Client, sql: str, params: Sequence[object] = ()
-) -> bigquery.table.RowIterator:
+def run_query(bq: bigquery.Client, sql: str, params: Sequence[object] = ()) -> RowIterator:
     """Run one statement and wait; BigQuery's error comes back as a WarehouseError."""
     config = bigquery.QueryJobConfig(query_parameters=[_parameter(p) for p in params])
     try:
@@ -322,7 +326,9 @@ class _BigQueryPartitionLoad(PartitionLoad):
         blob = self.gcs.bucket(self.warehouse.bucket).blob(self.partition.source_filename)
         try:
             # No retries inside the client: the step's retry policy is the one retry layer.
-            blob.upload_from_filename(str(csv.path), retry=None, timeout=300)
+            # The client's `retry` is untyped, so a checker takes its default's type (a Retry);
+            # its documented None turns retries off.
+            blob.upload_from_filename(str(csv.path), retry=cast(Retry, None), timeout=300)
         except (GoogleAPIError, requests.RequestException) as error:
             # Not chained: the client's error quotes the upload's URL, whose query string may
             # hold a token.

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from duckdb.func import FunctionNullHandling
 from filelock import FileLock, Timeout
 
 from taxi_assets.errors import OutOfSpace, SourceError, WarehouseError, no_space
@@ -145,7 +146,7 @@ class DuckDBWarehouse(TaxiWarehouse):
                     postgres_float_text,
                     ["DOUBLE"],
                     "VARCHAR",
-                    null_handling="special",
+                    null_handling=FunctionNullHandling.SPECIAL,
                 )
                 yield connection
             finally:
@@ -205,7 +206,8 @@ def _table_exists(connection: duckdb.DuckDBPyConnection, schema_name: str, table
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [schema_name, table],
     )
-    return found.fetchone()[0] > 0
+    row = found.fetchone()  # count(*): always one row
+    return row is not None and row[0] > 0
 
 
 def text_literal(text: str) -> str:

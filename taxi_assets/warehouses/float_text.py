@@ -20,6 +20,8 @@ def postgres_float_text(value: float | None) -> str | None:
     if value == 0:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
     sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    # An int for a finite value (NaN's and infinity's letters are returned above).
+    assert isinstance(exponent, int)
     text = "".join(map(str, digits))
     point = len(text) + exponent  # digits before the decimal point
     decimal_exponent = point - 1

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from taxi_assets.warehouses.postgres_query import built_sql
+
 # How often a waiting thread looks whether the others have stopped.
 POLL_SECONDS = 0.1
 
@@ -64,15 +66,15 @@ def copy_in_parallel(
     def copy_share() -> int:
         with connect() as connection:
             for query, params in batches.prepare:
-                connection.execute(query, params or None)
+                connection.execute(built_sql(query), params or None)
             copied, more = 0, True
             while more:
                 with connection.transaction(), connection.cursor() as cursor:
-                    with cursor.copy(statement) as copy:
+                    with cursor.copy(built_sql(statement)) as copy:
                         more = _copy_batch(copy, work, stop, batches.size)
                     copied += cursor.rowcount
                     for query, params in batches.after_each:
-                        cursor.execute(query, params or None)
+                        cursor.execute(built_sql(query), params or None)
             return copied
 
     with ThreadPoolExecutor(sessions, thread_name_prefix="copy") as pool:
@@ -117,8 +119,8 @@ def _hand_over(work: queue.Queue[bytes | None], chunk: bytes | None, copies: lis
     """Queue `chunk` for the sessions, or raise the error of one that failed meanwhile."""
     while True:
         for copy in copies:
-            if copy.done() and copy.exception() is not None:
-                raise copy.exception()
+            if copy.done() and (error := copy.exception()) is not None:
+                raise error
         try:
             work.put(chunk, timeout=POLL_SECONDS)
             return

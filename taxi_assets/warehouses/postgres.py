@@ -20,6 +20,7 @@ from taxi_assets.warehouses.base import PartitionLoad, TaxiWarehouse
 from taxi_assets.warehouses.postgres_dead_connections import DeadConnectionLimits
 from taxi_assets.warehouses.postgres_errors import connection_error, load_error
 from taxi_assets.warehouses.postgres_load import PostgresPartitionLoad, pin_text_formats
+from taxi_assets.warehouses.postgres_query import built_sql
 from taxi_assets.warehouses.postgres_tables import TABLE_TYPES, table_exists
 from taxi_assets.warehouses.trip_queries import TripQueries
 
@@ -126,4 +127,4 @@ class PostgresWarehouse(TaxiWarehouse):
         if not table_exists(connection, self.sql_schema, schema.table):
             return []
         table = sql.Identifier(self.sql_schema, schema.table)
-        return connection.execute(sql.SQL(query).format(table=table), params).fetchall()
+        return connection.execute(sql.SQL(built_sql(query)).format(table=table), params).fetchall()

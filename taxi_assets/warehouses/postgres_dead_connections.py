@@ -7,6 +7,18 @@ forever, and the server would keep a killed client's session and its locks.
 from dataclasses import dataclass
 
 import psycopg
+from typing_extensions import TypedDict
+
+
+class ClientParameters(TypedDict, closed=True):
+    """libpq's connection parameters that give a silent connection up (`DeadConnectionLimits`);
+    closed (no other keys), so that they type-check as `psycopg.connect`'s keyword arguments."""
+
+    keepalives: int
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+    tcp_user_timeout: int
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,7 @@ class DeadConnectionLimits:
     def idle(self) -> int:
         return max(1, self.seconds - self.interval * self.count)
 
-    def client_parameters(self) -> dict[str, int]:
+    def client_parameters(self) -> ClientParameters:
         """libpq's connection parameters."""
         return {
             "keepalives": 1,

@@ -43,7 +43,7 @@ _OTHER_FIX = "not retried: see the reason above"
 
 def connection_error(
     error: psycopg.OperationalError, host: str, port: int, database: str, user: str
-) -> WarehouseError:
+) -> WarehouseError | WarehouseMisconfigured:
     """libpq's refusal to connect, in one line: `WarehouseMisconfigured` naming the setting to
     check when the server's words point at one, else a `WarehouseError` to retry."""
     reason = str(error).strip().splitlines()[0] if str(error).strip() else "no reason given"

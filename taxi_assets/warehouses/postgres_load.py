@@ -40,6 +40,7 @@ from taxi_assets.warehouses.postgres_errors import (
     copy_error,
     decimal_in_integer_column,
 )
+from taxi_assets.warehouses.postgres_query import built_sql
 from taxi_assets.warehouses.postgres_tables import (
     TABLE_TYPES,
     PostgresTables,
@@ -291,7 +292,7 @@ class PostgresPartitionLoad(PostgresTables, PartitionLoad):
         )
         with self.connection.cursor() as cursor:
             try:
-                with cursor.copy(copy) as stream:
+                with cursor.copy(built_sql(copy)) as stream:
                     for chunk in csv.chunks():
                         stream.write(chunk)
             except psycopg.errors.DataError as error:

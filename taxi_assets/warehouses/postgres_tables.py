@@ -37,6 +37,7 @@ from taxi_assets.warehouses.load_sql import (
     qualified,
     table_exists_sql,
 )
+from taxi_assets.warehouses.postgres_query import built_sql
 
 T = TypeVar("T")
 
@@ -121,10 +122,10 @@ class PostgresTables:
 
     def execute(self, query: str, params: Sequence[object] = ()) -> list[tuple]:
         """Run one statement (`%s` parameters); its rows, if it returns any."""
-        cursor = self.connection.execute(query, params or None)
+        cursor = self.connection.execute(built_sql(query), params or None)
         return cursor.fetchall() if cursor.description else []
 
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self) -> AbstractContextManager[psycopg.Transaction]:
         """One transaction (a savepoint within one): committed when the block ends, rolled
         back when it raises."""
         return self.connection.transaction()
@@ -167,7 +168,7 @@ class PostgresTables:
         key = lock_key(self.sql_schema, self.partition.filename)
         try_lock = sql.SQL("SELECT pg_try_advisory_lock({})").format(key)
         started = said = time.monotonic()
-        while not self.connection.execute(try_lock).fetchone()[0]:
+        while not self._took(try_lock):
             waited = time.monotonic() - started
             if waited > PARTITION_WAIT_SECONDS:
                 raise WarehouseError(
@@ -187,6 +188,11 @@ class PostgresTables:
         finally:
             if not self.connection.closed and not self.connection.broken:
                 self.connection.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(key))
+
+    def _took(self, try_lock: sql.Composed) -> bool:
+        """Whether `try_lock` (a `pg_try_advisory_lock`: one row, true or false) took the lock."""
+        row = self.connection.execute(try_lock).fetchone()
+        return row is not None and bool(row[0])
 
     def ensure_tables(self) -> None:
         """Create what is missing of the schema and both colours' main tables; add the newer
@@ -386,7 +392,8 @@ class PostgresTables:
     def staged_rows(self) -> int:
         """Rows in the staging table (known from `stage`, counted otherwise)."""
         if self._staged_rows is None:
-            self._staged_rows = self.execute(f"SELECT count(*) FROM {self.staging}")[0][0]
+            counted: int = self.execute(f"SELECT count(*) FROM {self.staging}")[0][0]
+            self._staged_rows = counted
         return self._staged_rows
 
     def merged(self, rows: int, replaced_rows: int) -> MergedPartition:
