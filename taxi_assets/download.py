@@ -133,15 +133,24 @@ def fetch_path(url: str) -> Path:
 SCHEMES = ("http", "https", "file")
 
 
-def check_source_url(url: str) -> None:
-    """An http(s):// or file:// URL or a plain path; anything else (`ftp://`, `s3://`, a typo like
-    `htp://`) is a setting to fix, not a month that is "not published"."""
+def unreadable_scheme(url: str) -> str | None:
+    """Why the URL's scheme is not one this project reads, or None: an http(s):// or file:// URL
+    or a plain path is; anything else (`ftp://`, `s3://`, a typo like `htp://`) is a setting to
+    fix, not a month that is "not published"."""
     scheme = urlsplit(url).scheme.lower()
     if scheme and scheme not in SCHEMES and len(scheme) > 1:  # (`C:` is a Windows path)
-        raise SourceError(
-            f"{redact_url(url)}: {scheme}:// is not a source this project reads; use https://, "
-            "http://, file:// or a directory"
+        return (
+            f"{scheme}:// is not a source this project reads; use https://, http://, file:// or "
+            "a directory"
         )
+    return None
+
+
+def check_source_url(url: str) -> None:
+    """Refuse a URL whose scheme this project does not read (`unreadable_scheme`)."""
+    reason = unreadable_scheme(url)
+    if reason is not None:
+        raise SourceError(f"{redact_url(url)}: {reason}")
 
 
 def _download(

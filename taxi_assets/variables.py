@@ -26,9 +26,9 @@ from pydantic import Field
 from taxi_assets.download import (
     DEFAULT_SOURCE_URL,
     DEFAULT_TLC_URL,
-    SCHEMES,
     fetch_path,
     redact_url,
+    unreadable_scheme,
 )
 from taxi_assets.partitions import FIRST_MONTH, LAST_RELEASE_MONTH
 from taxi_assets.trip_csv import DEFAULT_MAX_ROWS
@@ -131,13 +131,10 @@ def readable_from(local: str) -> Parser:
     `local` ("folder" or "file"): else every month would read as "not published"."""
 
     def parse(text: str) -> str:
-        scheme = urlsplit(text).scheme.lower()
-        if scheme and scheme not in SCHEMES and len(scheme) > 1:  # (`C:` is a Windows path)
-            raise ValueError(
-                f"{scheme}:// is not a source this project reads; use https://, http://, "
-                "file:// or a directory"
-            )
-        if scheme not in ("", "file"):
+        reason = unreadable_scheme(text)
+        if reason is not None:
+            raise ValueError(reason)
+        if urlsplit(text).scheme.lower() not in ("", "file"):
             return text
         path = fetch_path(text)
         if not (path.is_dir() if local == "folder" else path.is_file()):
